@@ -1,0 +1,312 @@
+"""The error tree of ``durable_streams``.
+
+Every exception the library raises on purpose derives from :class:`DurableStreamsError`::
+
+    DurableStreamsError
+    ├── UsageError                      bad input or misuse, raised before anything is sent
+    │   ├── InvalidArgumentError        (also a ValueError)
+    │   ├── ReaderConsumedError         a StreamReader iterated a second time
+    │   ├── ResourceClosedError         a Session, reader or producer used after aclose()
+    │   └── BufferFullError             IdempotentProducer.append_nowait() with a full buffer
+    ├── TransportError                  the request did not produce an HTTP response
+    │   ├── NetworkError                connection refused / reset / dropped mid-body
+    │   └── RequestTimeoutError         a connect, request or live-idle timeout fired
+    ├── ParseError                      a response body the protocol does not allow
+    └── ResponseError                   the server answered with an error status
+        ├── BadRequestError             400
+        │   └── InvalidOffsetError      400 on a read
+        ├── UnauthorizedError           401
+        ├── ForbiddenError              403 (not a producer fence)
+        ├── StaleEpochError             403 on a producer request: fenced by a newer epoch
+        ├── StreamNotFoundError         404
+        ├── NotSupportedError           405, 501
+        ├── ConflictError               409
+        │   ├── StreamExistsError       409 on create/fork: a different stream is there
+        │   ├── StreamClosedError       409 with Stream-Closed: the stream is closed
+        │   ├── SequenceConflictError   409 after sending Stream-Seq
+        │   └── SequenceGapError        409 with Producer-Expected-Seq
+        ├── GoneError                   410
+        ├── PayloadTooLargeError        413
+        ├── RateLimitedError            429
+        ├── ServerError                 5xx (except 501)
+        └── UnexpectedStatusError       anything else
+
+``StaleEpochError`` deliberately does not derive from ``ForbiddenError``: a producer fenced
+by a newer epoch is a protocol event with a remedy (a new epoch), not an authorisation
+failure, and code that handles one must not catch the other by accident.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+__all__ = [
+    "BadRequestError",
+    "BufferFullError",
+    "ConflictError",
+    "DurableStreamsError",
+    "ForbiddenError",
+    "GoneError",
+    "InvalidArgumentError",
+    "InvalidOffsetError",
+    "NetworkError",
+    "NotSupportedError",
+    "ParseError",
+    "PayloadTooLargeError",
+    "RateLimitedError",
+    "ReaderConsumedError",
+    "RequestTimeoutError",
+    "ResourceClosedError",
+    "ResponseError",
+    "SequenceConflictError",
+    "SequenceGapError",
+    "ServerError",
+    "StaleEpochError",
+    "StreamClosedError",
+    "StreamExistsError",
+    "StreamNotFoundError",
+    "TransportError",
+    "UnauthorizedError",
+    "UnexpectedStatusError",
+    "UsageError",
+]
+
+_NO_HEADERS: Mapping[str, str] = {}
+
+
+class DurableStreamsError(Exception):
+    """Base class of every error raised by ``durable_streams``.
+
+    Attributes:
+        url: the stream URL the failed operation addressed, if any.
+        status: the HTTP status of the response that explains the error, if any.
+        headers: the response headers that explain the error (lower-case names).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str | None = None,
+        status: int | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.url = url
+        self.status = status
+        self.headers: Mapping[str, str] = headers if headers is not None else _NO_HEADERS
+
+    def __str__(self) -> str:
+        parts = [self.message]
+        if self.status is not None:
+            parts.append(f"status={self.status}")
+        if self.url is not None:
+            parts.append(f"url={self.url}")
+        return " ".join(parts) if len(parts) == 1 else f"{parts[0]} ({', '.join(parts[1:])})"
+
+
+# -- usage -----------------------------------------------------------------------------
+
+
+class UsageError(DurableStreamsError):
+    """The library was called wrongly; nothing was sent."""
+
+
+class InvalidArgumentError(UsageError, ValueError):
+    """An argument failed validation before any request was sent."""
+
+
+class ReaderConsumedError(UsageError):
+    """A :class:`StreamReader` was consumed a second time; start a new ``read()``."""
+
+
+class ResourceClosedError(UsageError):
+    """A session, reader or producer was used after ``aclose()``."""
+
+
+class BufferFullError(UsageError):
+    """``append_nowait()`` found the producer's buffer full; ``await append()`` waits instead."""
+
+
+# -- transport -------------------------------------------------------------------------
+
+
+class TransportError(DurableStreamsError):
+    """No usable HTTP response arrived. The aiohttp exception is kept as ``__cause__``."""
+
+
+class NetworkError(TransportError):
+    """The connection failed: refused, reset, or dropped before the body was complete."""
+
+
+class RequestTimeoutError(TransportError):
+    """A connect, request or live-idle timeout expired."""
+
+
+# -- malformed responses ---------------------------------------------------------------
+
+
+class ParseError(DurableStreamsError):
+    """The server sent a body the protocol does not allow (bad JSON, SSE or base64).
+
+    Attributes:
+        offset: the stream offset of the request whose response could not be parsed;
+            reading again from it is safe.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        offset: str | None = None,
+        url: str | None = None,
+        status: int | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, url=url, status=status, headers=headers)
+        self.offset = offset
+
+
+# -- status errors ---------------------------------------------------------------------
+
+
+class ResponseError(DurableStreamsError):
+    """The server answered with a status that means the operation failed."""
+
+    status: int
+
+
+class BadRequestError(ResponseError):
+    """400: the server rejected the request as malformed."""
+
+
+class InvalidOffsetError(BadRequestError):
+    """400 on a read: the offset is malformed or out of range."""
+
+
+class UnauthorizedError(ResponseError):
+    """401: credentials are missing or were refused."""
+
+
+class ForbiddenError(ResponseError):
+    """403 on a request that carried no producer headers."""
+
+
+class StaleEpochError(ResponseError):
+    """403 on a producer request: a producer with a newer epoch has fenced this one.
+
+    Attributes:
+        current_epoch: the epoch the server holds (``Producer-Epoch``), if it said.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        current_epoch: int | None,
+        url: str | None = None,
+        status: int | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, url=url, status=status, headers=headers)
+        self.current_epoch = current_epoch
+
+
+class StreamNotFoundError(ResponseError):
+    """404: no stream at this URL (or, for a fork, no source stream)."""
+
+
+class NotSupportedError(ResponseError):
+    """405 or 501: this server does not offer the operation. Never retried."""
+
+
+class ConflictError(ResponseError):
+    """409: the request conflicts with the stream's state (for example its content type)."""
+
+
+class StreamExistsError(ConflictError):
+    """409 on create or fork: a stream with a different configuration is at this URL."""
+
+
+class StreamClosedError(ConflictError):
+    """409 with ``Stream-Closed``: the stream is closed and accepts no more data.
+
+    Attributes:
+        final_offset: the stream's final offset, if the server sent it.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        final_offset: str | None,
+        url: str | None = None,
+        status: int | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, url=url, status=status, headers=headers)
+        self.final_offset = final_offset
+
+
+class SequenceConflictError(ConflictError):
+    """409 after sending ``Stream-Seq``: the value was not above the last one stored."""
+
+
+class SequenceGapError(ConflictError):
+    """409 with ``Producer-Expected-Seq``: the producer's sequence has a gap.
+
+    Attributes:
+        expected_seq: the sequence number the server expected next.
+        received_seq: the sequence number that was sent.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        expected_seq: int | None,
+        received_seq: int | None,
+        url: str | None = None,
+        status: int | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, url=url, status=status, headers=headers)
+        self.expected_seq = expected_seq
+        self.received_seq = received_seq
+
+
+class GoneError(ResponseError):
+    """410: the offset is older than retained data, or the stream was soft-deleted."""
+
+
+class PayloadTooLargeError(ResponseError):
+    """413: the body is larger than the server accepts."""
+
+
+class RateLimitedError(ResponseError):
+    """429: too many requests. Retried automatically while the retry policy allows.
+
+    Attributes:
+        retry_after: the server's ``Retry-After`` in seconds, if it sent one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None,
+        url: str | None = None,
+        status: int | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, url=url, status=status, headers=headers)
+        self.retry_after = retry_after
+
+
+class ServerError(ResponseError):
+    """A 5xx status other than 501. Retried automatically while the retry policy allows."""
+
+
+class UnexpectedStatusError(ResponseError):
+    """A status the protocol does not define for this operation."""

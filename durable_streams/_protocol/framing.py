@@ -1,0 +1,104 @@
+"""Message framing: JSON wrapping on append, flattening on read, base64 for SSE."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .._errors import InvalidArgumentError, ParseError
+
+JSON_MEDIA_TYPE = "application/json"
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+
+try:  # pragma: no cover - exercised when the optional extra is installed
+    import orjson
+
+    _loads: Callable[[bytes | str], Any] = orjson.loads
+except ImportError:  # pragma: no cover - exercised without the extra
+    _loads = json.loads
+
+# Strict and compact: NaN and Infinity are not JSON, and the server would store any
+# whitespace we sent. ensure_ascii=False keeps non-ASCII text at its UTF-8 size.
+_encoder = json.JSONEncoder(allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+
+
+def media_type(content_type: str | None) -> str:
+    """The bare, lower-case media type of a ``Content-Type`` value."""
+    if not content_type:
+        return ""
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def is_json(content_type: str | None) -> bool:
+    """Whether a stream of this content type is a JSON stream (``application/json``)."""
+    return media_type(content_type) == JSON_MEDIA_TYPE
+
+
+def is_text(content_type: str | None) -> bool:
+    """Whether a stream of this content type carries text (``text/*``)."""
+    return media_type(content_type).startswith("text/")
+
+
+def encode_json_value(value: object) -> bytes:
+    """Serialise one message strictly, raising :class:`InvalidArgumentError` if it is not JSON."""
+    try:
+        return _encoder.encode(value).encode()
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise InvalidArgumentError(f"value is not JSON-serialisable: {exc}") from exc
+
+
+def frame_json_batch(encoded: Iterable[bytes]) -> bytes:
+    """Wrap already-encoded messages as the one JSON array the protocol appends."""
+    return b"[" + b",".join(encoded) + b"]"
+
+
+def encode_json_append(value: object) -> bytes:
+    """The body that appends ``value`` as exactly one message (wrapped, so arrays stay whole)."""
+    return b"[" + encode_json_value(value) + b"]"
+
+
+def parse_json_body(body: bytes, *, offset: str | None, url: str | None = None) -> list[Any]:
+    """The messages of one JSON read response: a JSON array, or an empty body meaning none."""
+    if not body.strip():
+        return []
+    try:
+        value = _loads(body)
+    except ValueError as exc:
+        raise ParseError(
+            f"invalid JSON in response body ({len(body)} bytes): {_preview(body)}",
+            offset=offset,
+            url=url,
+        ) from exc
+    if not isinstance(value, list):
+        raise ParseError("JSON response body is not an array", offset=offset, url=url)
+    return value
+
+
+def parse_json_event(data: str, *, offset: str | None, url: str | None = None) -> list[Any]:
+    """The messages of one SSE data event on a JSON stream, flattened one level."""
+    try:
+        value = _loads(data)
+    except ValueError as exc:
+        raise ParseError(
+            f"invalid JSON in SSE data event: {_preview(data.encode())}", offset=offset, url=url
+        ) from exc
+    return value if isinstance(value, list) else [value]
+
+
+def decode_base64_event(data: str, *, offset: str | None, url: str | None = None) -> bytes:
+    """Decode one base64 SSE data event; line breaks inside it are not part of the payload."""
+    text = data.replace("\r", "").replace("\n", "")
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ParseError(
+            f"invalid base64 in SSE data event: {_preview(text.encode())}", offset=offset, url=url
+        ) from exc
+
+
+def _preview(data: bytes, limit: int = 80) -> str:
+    text = data[:limit].decode("utf-8", "replace")
+    return repr(text) + ("..." if len(data) > limit else "")

@@ -1,0 +1,423 @@
+"""StreamReader: catch-up, then long-poll or SSE, until end of stream."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+
+from ._errors import (
+    InvalidArgumentError,
+    ParseError,
+    ReaderConsumedError,
+    TransportError,
+    UsageError,
+)
+from ._protocol import headers as h
+from ._protocol.errors import Op, error_for
+from ._protocol.framing import (
+    decode_base64_event,
+    is_json,
+    parse_json_body,
+    parse_json_event,
+)
+from ._protocol.sse import SSEParser, parse_control
+from ._transport import BodyStream, Response
+from ._types import Batch
+
+if TYPE_CHECKING:
+    from ._stream import Stream
+
+__all__ = ["LiveMode", "StreamReader"]
+
+log = logging.getLogger("durable_streams")
+
+LiveMode: TypeAlias = bool | Literal["long-poll", "sse"]
+_LIVE_MODES = (True, False, "long-poll", "sse")
+_FORBIDDEN_IN_OFFSET = frozenset(",&=?/#% \t\r\n")
+
+# An SSE connection that ends sooner than this without closing the stream counts as
+# "short"; this many short ones in a row means something between us and the server
+# (typically a buffering proxy) breaks SSE, and the reader falls back to long-poll.
+SSE_SHORT_CONNECTION = 1.0
+SSE_MAX_SHORT_CONNECTIONS = 3
+
+
+def check_offset(offset: object, *, sentinels: bool = True) -> str:
+    """Validate an offset given by a caller; offsets are opaque, but never contain these."""
+    if not isinstance(offset, str) or not offset:
+        raise InvalidArgumentError(f"offset must be a non-empty str, got {offset!r}")
+    if not sentinels and offset in ("-1", "now"):
+        raise InvalidArgumentError(f"offset {offset!r} is a sentinel; pass an offset the server returned")
+    if any(c in _FORBIDDEN_IN_OFFSET or not c.isprintable() for c in offset):
+        raise InvalidArgumentError(f"offset {offset!r} contains characters no server offset has")
+    return offset
+
+
+class _SSEConnection:
+    __slots__ = ("base64", "body", "opened", "parser", "pending")
+
+    def __init__(self, body: BodyStream) -> None:
+        self.body = body
+        self.parser = SSEParser()
+        self.base64 = body.headers.get(h.SSE_DATA_ENCODING, "").strip().lower() == "base64"
+        self.pending: list[Any] = []
+        self.opened = time.monotonic()
+
+
+class StreamReader:
+    """Reads a stream from an offset: an async iterator of messages, or of batches.
+
+    Get one from :meth:`Stream.read`. Iterating it yields messages: parsed JSON values on
+    ``application/json`` streams (each response's array flattened one level), and ``bytes``
+    chunks on other streams. :meth:`batches` yields :class:`Batch` records instead, which
+    carry the offset to checkpoint. A reader is consumed once.
+
+    ``async with`` guarantees that an open SSE connection is closed on exit; so does
+    :meth:`aclose`, after which iteration ends. Cancelling a task that is waiting in the
+    reader closes any SSE connection; the reader can still be iterated later and resumes
+    from its last delivered offset, so nothing is skipped or repeated.
+
+    Transient failures (network errors, 429, 5xx) are retried with backoff, forever by
+    default while live (see :attr:`RetryPolicy.live_max_retries`). A malformed response
+    raises :class:`ParseError` without moving the offset, so iterating again retries it.
+    """
+
+    def __init__(
+        self,
+        stream: Stream,
+        *,
+        offset: str = "-1",
+        live: LiveMode = True,
+        cursor: str | None = None,
+    ) -> None:
+        check_offset(offset)
+        if not any(live is mode or (isinstance(mode, str) and live == mode) for mode in _LIVE_MODES):
+            raise InvalidArgumentError(
+                f"live must be True, False, 'long-poll' or 'sse', got {live!r}"
+            )
+        if cursor is not None and (not isinstance(cursor, str) or not cursor):
+            raise InvalidArgumentError(f"cursor must be a non-empty str, got {cursor!r}")
+        self._stream = stream
+        self._offset = offset
+        self._cursor = cursor
+        self._live: LiveMode = live
+        self._phase: Literal["catch-up", "long-poll", "sse", "done"] = "catch-up"
+        self._up_to_date = False
+        self._stream_closed = False
+        self._reported_up_to_date = False
+        self._consumed = False
+        self._closed = False
+        self._items: deque[Any] = deque()
+        self._ready: deque[Batch[Any]] = deque()
+        self._sse: _SSEConnection | None = None
+        self._sse_short = 0
+        self._live_failures = 0
+
+    # -- state ------------------------------------------------------------------------
+
+    @property
+    def offset(self) -> str:
+        """The offset after the latest batch received: a new reader resumes from here.
+
+        Messages of that batch may still be waiting to be yielded; to checkpoint exactly,
+        iterate :meth:`batches` and save each ``Batch.offset`` once it is handled.
+        """
+        return self._offset
+
+    @property
+    def cursor(self) -> str | None:
+        """The latest cursor the server sent."""
+        return self._cursor
+
+    @property
+    def up_to_date(self) -> bool:
+        """Whether the last delivery reached the tail of the stream."""
+        return self._up_to_date
+
+    @property
+    def stream_closed(self) -> bool:
+        """Whether the end of a closed stream was reached (iteration is over)."""
+        return self._stream_closed
+
+    @property
+    def live(self) -> LiveMode:
+        """The live mode asked for."""
+        return self._live
+
+    @property
+    def mode(self) -> str:
+        """The current phase: ``catch-up``, ``long-poll``, ``sse`` or ``done``."""
+        return self._phase
+
+    def __repr__(self) -> str:
+        return f"<StreamReader {self._stream.url!r} offset={self._offset!r} phase={self._phase}>"
+
+    # -- life cycle -------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Close any open connection and end iteration. Safe to call twice."""
+        self._closed = True
+        self._drop_sse()
+
+    async def __aenter__(self) -> StreamReader:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __del__(self) -> None:
+        # A reader abandoned mid-iteration (a ``break`` without ``async with``) must not
+        # keep its SSE connection; close() is synchronous, so this is safe here.
+        if self._sse is not None:
+            self._sse.body.close()
+
+    # -- iteration --------------------------------------------------------------------
+
+    def __aiter__(self) -> StreamReader:
+        self._consume()
+        return self
+
+    async def __anext__(self) -> Any:
+        while not self._items:
+            batch = await self._next_batch()
+            if batch is None:
+                raise StopAsyncIteration
+            self._items.extend(batch.items)
+        return self._items.popleft()
+
+    def batches(self) -> _Batches:
+        """Iterate over :class:`Batch` records instead of messages.
+
+        A batch is yielded for every response (or SSE control span) that carried messages,
+        on first reaching the tail (``up_to_date``, possibly with no items), and at the end
+        of a closed stream (``closed``).
+        """
+        self._consume()
+        return _Batches(self)
+
+    async def read_all(self) -> list[Any]:
+        """Every message until iteration ends (caught up if ``live=False``, else end of stream)."""
+        self._consume()
+        items: list[Any] = []
+        while (batch := await self._next_batch()) is not None:
+            items.extend(batch.items)
+        return items
+
+    async def body(self) -> bytes:
+        """The bytes until iteration ends, joined. Not for JSON streams (use ``read_all``)."""
+        items = await self.read_all()
+        if self._stream.content_type is not None and is_json(self._stream.content_type):
+            raise UsageError("body() is for byte streams; a JSON stream's read_all() returns its messages")
+        return b"".join(items)
+
+    async def text(self, encoding: str = "utf-8") -> str:
+        """:meth:`body` decoded as text."""
+        return (await self.body()).decode(encoding)
+
+    def _consume(self) -> None:
+        if self._consumed:
+            raise ReaderConsumedError("this reader was already consumed; call read() again")
+        self._consumed = True
+
+    # -- the state machine ------------------------------------------------------------
+
+    async def _next_batch(self) -> Batch[Any] | None:
+        while True:
+            while self._ready:
+                batch = self._ready.popleft()
+                if self._worth_yielding(batch):
+                    return batch
+            if self._closed or self._phase == "done":
+                return None
+            if self._phase == "sse":
+                await self._sse_step()
+            else:
+                await self._poll_step(live=self._phase == "long-poll")
+
+    def _worth_yielding(self, batch: Batch[Any]) -> bool:
+        first_up_to_date = batch.up_to_date and not self._reported_up_to_date
+        self._reported_up_to_date = batch.up_to_date
+        return bool(batch.items) or batch.closed or first_up_to_date
+
+    def _advance(self, batch: Batch[Any]) -> Batch[Any]:
+        self._offset = batch.offset
+        if batch.cursor is not None:
+            self._cursor = batch.cursor
+        self._up_to_date = batch.up_to_date
+        if batch.closed:
+            self._stream_closed = True
+            self._phase = "done"
+            self._drop_sse()
+        elif batch.up_to_date and self._phase == "catch-up":
+            self._phase = self._live_phase()
+        return batch
+
+    def _live_phase(self) -> Literal["long-poll", "sse", "done"]:
+        if self._live is False:
+            return "done"
+        return "sse" if self._live == "sse" else "long-poll"
+
+    def _retries(self) -> int | None:
+        retry = self._stream.session.retry
+        return retry.max_retries if self._live is False else retry.live_max_retries
+
+    # -- catch-up and long-poll -------------------------------------------------------
+
+    async def _poll_step(self, *, live: bool) -> None:
+        params = {h.PARAM_OFFSET: self._offset}
+        if self._cursor is not None:
+            params[h.PARAM_CURSOR] = self._cursor
+        if live:
+            params[h.PARAM_LIVE] = "long-poll"
+        session, url = self._stream.session, self._stream.url
+        response = await session._fetch("GET", url, params=params, retries=self._retries(), live=live)
+        if response.status not in (200, 204):
+            raise error_for(response.status, response.headers, op=Op.READ, url=url)
+        self._ready.append(self._advance(self._response_batch(response)))
+
+    def _response_batch(self, response: Response) -> Batch[Any]:
+        meta = h.read_meta(response.headers)
+        url = self._stream.url
+        if not meta.next_offset:
+            raise ParseError("read response has no Stream-Next-Offset", offset=self._offset, url=url)
+        content_type = response.headers.get(h.CONTENT_TYPE)
+        if content_type and response.status == 200:
+            self._stream.content_type = content_type
+        items: list[Any]
+        if response.status == 204 or not response.body:
+            items = []
+        elif is_json(self._stream.content_type):
+            items = parse_json_body(response.body, offset=self._offset, url=url)
+        else:
+            items = [response.body]
+        return Batch(items, meta.next_offset, meta.cursor, meta.up_to_date, meta.closed)
+
+    # -- SSE --------------------------------------------------------------------------
+
+    async def _sse_step(self) -> None:
+        if self._sse is None:
+            self._sse = await self._sse_open()
+        connection = self._sse
+        try:
+            chunk = await connection.body.read_chunk()
+            if not chunk:
+                await self._sse_ended(connection)
+                return
+            self._sse_feed(connection, chunk)
+        except asyncio.CancelledError:
+            # Undelivered data is dropped with the connection; the next read resumes
+            # from the last control event's offset, so nothing is lost or repeated.
+            self._drop_sse()
+            raise
+        except TransportError as exc:
+            self._drop_sse()
+            await self._sse_failed(exc)
+            return
+        except ParseError:
+            self._drop_sse()
+            raise
+        self._live_failures = 0
+
+    async def _sse_open(self) -> _SSEConnection:
+        params = {h.PARAM_OFFSET: self._offset, h.PARAM_LIVE: "sse"}
+        if self._cursor is not None:
+            params[h.PARAM_CURSOR] = self._cursor
+        session, url = self._stream.session, self._stream.url
+        result = await session._request(
+            "GET", url, params=params, retries=self._retries(), live=True, stream=True
+        )
+        if isinstance(result, Response):
+            raise error_for(result.status, result.headers, op=Op.READ, url=url)
+        return _SSEConnection(result)
+
+    def _sse_feed(self, connection: _SSEConnection, chunk: bytes) -> None:
+        url = self._stream.url
+        try:
+            events = connection.parser.feed(chunk)
+        except UnicodeDecodeError as exc:
+            raise ParseError("SSE body is not UTF-8", offset=self._offset, url=url) from exc
+        decode = self._sse_decoder(connection)
+        for event in events:
+            if event.type == "data":
+                connection.pending.extend(decode(event.data))
+            elif event.type == "control":
+                control = parse_control(event.data, offset=self._offset, url=url)
+                items, connection.pending = connection.pending, []
+                batch = Batch(items, control.next_offset, control.cursor, control.up_to_date, control.closed)
+                self._ready.append(self._advance(batch))
+                if control.closed:
+                    return
+            # Unknown event types are skipped: the protocol may grow new ones.
+
+    def _sse_decoder(self, connection: _SSEConnection) -> Callable[[str], list[Any]]:
+        offset, url = self._offset, self._stream.url
+        if connection.base64:
+            return lambda data: [decode_base64_event(data, offset=offset, url=url)]
+        if is_json(self._stream.content_type):
+            return lambda data: parse_json_event(data, offset=offset, url=url)
+        return lambda data: [data.encode()]
+
+    async def _sse_ended(self, connection: _SSEConnection) -> None:
+        """The server ended the connection without closing the stream: reconnect."""
+        lasted = time.monotonic() - connection.opened
+        self._drop_sse()
+        if lasted >= SSE_SHORT_CONNECTION:
+            self._sse_short = 0
+            return
+        self._sse_short += 1
+        if self._sse_short >= SSE_MAX_SHORT_CONNECTIONS:
+            log.warning(
+                "SSE connections to %s keep closing at once (a buffering proxy?); "
+                "falling back to long-poll",
+                self._stream.url,
+            )
+            self._phase = "long-poll"
+            return
+        await asyncio.sleep(self._stream.session.retry.delay(self._sse_short - 1))
+
+    async def _sse_failed(self, exc: TransportError) -> None:
+        self._live_failures += 1
+        limit = self._stream.session.retry.live_max_retries
+        if limit is not None and self._live_failures > limit:
+            raise exc
+        delay = self._stream.session.retry.delay(self._live_failures - 1)
+        log.debug("SSE read from %s failed (%s); reconnecting in %.3fs", self._stream.url, exc, delay)
+        await asyncio.sleep(delay)
+
+    def _drop_sse(self) -> None:
+        connection, self._sse = self._sse, None
+        if connection is not None:
+            connection.body.close()
+
+
+class _Batches:
+    """The batch iterator of one reader (an object, not a generator, so nothing leaks)."""
+
+    __slots__ = ("_reader",)
+
+    def __init__(self, reader: StreamReader) -> None:
+        self._reader = reader
+
+    def __aiter__(self) -> _Batches:
+        return self
+
+    async def __anext__(self) -> Batch[Any]:
+        batch = await self._reader._next_batch()
+        if batch is None:
+            raise StopAsyncIteration
+        return batch
+
+    async def aclose(self) -> None:
+        """Close the reader."""
+        await self._reader.aclose()
+

@@ -1,0 +1,263 @@
+"""The HTTP seam: the only module that imports aiohttp.
+
+It sends one request (:meth:`Transport.send`), or one request with retries and backoff
+(:meth:`Transport.request`), and turns every aiohttp exception into one of ours, keeping
+the original as ``__cause__``. It never interprets a status beyond "transient or not":
+classification is :mod:`durable_streams._protocol.errors`' job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import warnings
+from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import NoReturn
+
+import aiohttp
+
+from ._config import RetryPolicy, Timeouts
+from ._errors import (
+    DurableStreamsError,
+    InvalidArgumentError,
+    NetworkError,
+    RequestTimeoutError,
+    ResourceClosedError,
+    TransportError,
+)
+from ._protocol.errors import is_retryable_status, retry_after
+from ._protocol.headers import lower_keys as _lower
+
+log = logging.getLogger("durable_streams")
+
+Body = bytes | AsyncIterable[bytes] | None
+Prepared = tuple[dict[str, str], list[tuple[str, str]]]
+Prepare = Callable[[], Awaitable[Prepared]]
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """A complete response: status, lower-cased headers and the whole body."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+class BodyStream:
+    """An open response whose body is read piece by piece (an SSE connection).
+
+    ``close()`` is synchronous so that it can run from ``__del__`` and ``finally`` blocks
+    without awaiting; it drops the connection rather than returning it to the pool.
+    """
+
+    __slots__ = ("_response", "headers", "status", "url")
+
+    def __init__(self, response: aiohttp.ClientResponse, url: str) -> None:
+        self._response: aiohttp.ClientResponse | None = response
+        self.status = response.status
+        self.headers = _lower(response.headers)
+        self.url = url
+
+    async def read_chunk(self) -> bytes:
+        """The next bytes of the body as they arrive; ``b""`` at the end."""
+        if self._response is None:
+            return b""
+        try:
+            return await self._response.content.readany()
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            _raise_transport(exc, self.url)
+
+    async def read_all(self) -> bytes:
+        """The rest of the body."""
+        if self._response is None:
+            return b""
+        try:
+            return await self._response.read()
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            _raise_transport(exc, self.url)
+
+    def close(self) -> None:
+        """Drop the connection. Safe to call more than once."""
+        response, self._response = self._response, None
+        if response is not None:
+            response.close()
+
+
+class Transport:
+    """Owns, or borrows, one ``aiohttp.ClientSession``.
+
+    The client session is created lazily inside the running loop, on first use, so the
+    constructor does no I/O and needs no loop.
+    """
+
+    def __init__(
+        self,
+        *,
+        timeouts: Timeouts,
+        retry: RetryPolicy,
+        client_session: aiohttp.ClientSession | None = None,
+        max_connections: int = 4096,
+    ) -> None:
+        self.timeouts = timeouts
+        self.retry = retry
+        self._client = client_session
+        self._owns = client_session is None
+        self._max_connections = max_connections
+        self._closed = False
+        self._timeout = aiohttp.ClientTimeout(
+            total=timeouts.request, sock_connect=timeouts.connect
+        )
+        # Live reads wait on the server by design: no total limit, only a limit on silence.
+        self._live_timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=timeouts.connect, sock_read=timeouts.live_idle
+        )
+        self.retries = 0
+        self.requests = 0
+
+    @property
+    def started(self) -> bool:
+        """Whether a client session exists (created or borrowed)."""
+        return self._client is not None
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`aclose` was called."""
+        return self._closed
+
+    def _session(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise ResourceClosedError("the session is closed")
+        if self._client is None:
+            connector = aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0)
+            self._client = aiohttp.ClientSession(connector=connector)
+        return self._client
+
+    async def aclose(self) -> None:
+        """Close the client session if this transport created it. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        client, self._client = self._client, None
+        if client is not None and self._owns:
+            await client.close()
+
+    def __del__(self) -> None:
+        if self._owns and self._client is not None and not self._closed:
+            warnings.warn(
+                "durable_streams.Session was never closed; use 'async with' or aclose()",
+                ResourceWarning,
+                stacklevel=2,
+                source=self,
+            )
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        params: list[tuple[str, str]],
+        body: Body = None,
+        live: bool = False,
+        stream: bool = False,
+    ) -> Response | BodyStream:
+        """Send one request. Any status is returned; only a missing response raises."""
+        session = self._session()
+        self.requests += 1
+        try:
+            response = await session.request(
+                method,
+                url,
+                headers=headers,
+                params=params,
+                data=body,
+                timeout=self._live_timeout if live else self._timeout,
+                allow_redirects=True,
+            )
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+            _raise_transport(exc, url)
+        if stream and response.status == 200:
+            return BodyStream(response, url)
+        try:
+            data = await response.read()
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            _raise_transport(exc, url)
+        finally:
+            response.release()
+        return Response(response.status, _lower(response.headers), data)
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        prepare: Prepare,
+        body: Body = None,
+        retries: int | None,
+        live: bool = False,
+        stream: bool = False,
+    ) -> Response | BodyStream:
+        """Send with retries: transient failures are retried ``retries`` times (None: forever).
+
+        ``prepare`` is awaited before every attempt, so dynamic headers and parameters are
+        evaluated afresh each time. A streaming body cannot be replayed and is never retried.
+        The final response is returned whatever its status; the last transport error raises.
+        """
+        if body is not None and not isinstance(body, bytes):
+            retries = 0
+        attempt = 0
+        while True:
+            headers, params = await prepare()
+            try:
+                result = await self.send(
+                    method, url, headers=headers, params=params, body=body, live=live, stream=stream
+                )
+            except TransportError as exc:
+                if retries is not None and attempt >= retries:
+                    raise
+                delay = self.retry.delay(attempt)
+                log.debug("%s %s failed (%s); retry %d in %.3fs", method, url, exc, attempt + 1, delay)
+            else:
+                if not is_retryable_status(result.status) or (
+                    retries is not None and attempt >= retries
+                ):
+                    return result
+                delay = self.retry.delay(attempt, retry_after(result.headers))
+                log.debug(
+                    "%s %s answered %d; retry %d in %.3fs",
+                    method,
+                    url,
+                    result.status,
+                    attempt + 1,
+                    delay,
+                )
+            attempt += 1
+            self.retries += 1
+            await asyncio.sleep(delay)
+
+    async def __aenter__(self) -> Transport:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+def _raise_transport(exc: BaseException, url: str) -> NoReturn:
+    error: DurableStreamsError
+    if isinstance(exc, aiohttp.InvalidURL):
+        error = InvalidArgumentError(f"invalid URL: {exc}", url=url)
+    elif isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+        error = RequestTimeoutError("request timed out", url=url)
+    elif isinstance(exc, ValueError) and not isinstance(exc, aiohttp.ClientError):
+        error = InvalidArgumentError(f"request could not be built: {exc}", url=url)
+    else:
+        error = NetworkError(f"{type(exc).__name__}: {exc}".rstrip(": "), url=url)
+    raise error from exc

@@ -6,8 +6,9 @@ from datetime import datetime
 from typing import Any
 
 from ._config import RetryPolicy, Timeouts
-from ._session import DynamicValue, Session
 from ._protocol.framing import DEFAULT_CONTENT_TYPE
+from ._reader import LiveMode
+from ._session import DynamicValue, Session
 from ._types import AppendResult, CreateResult, StreamInfo
 
 __all__ = ["append", "create", "delete", "head", "read", "read_all"]
@@ -98,7 +99,7 @@ async def read(
     url: str,
     offset: str = "-1",
     *,
-    live: bool | str = False,
+    live: LiveMode = False,
     headers: Headers = None,
     timeout: Timeouts | None = None,
     retry: RetryPolicy | None = None,
@@ -109,6 +110,8 @@ async def read(
     waits for the end of a closed stream. For an open-ended tail, use
     ``Session.stream(url).read()`` as an async iterator.
     """
-    async with _session(headers, timeout, retry) as session:
-        async with session.stream(url).read(offset, live=live) as reader:  # type: ignore[arg-type]
-            return await reader.read_all()
+    async with (
+        _session(headers, timeout, retry) as session,
+        session.stream(url).read(offset, live=live) as reader,
+    ):
+        return await reader.read_all()

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
@@ -52,10 +52,33 @@ def check_offset(offset: object, *, sentinels: bool = True) -> str:
     if not isinstance(offset, str) or not offset:
         raise InvalidArgumentError(f"offset must be a non-empty str, got {offset!r}")
     if not sentinels and offset in ("-1", "now"):
-        raise InvalidArgumentError(f"offset {offset!r} is a sentinel; pass an offset the server returned")
+        raise InvalidArgumentError(
+            f"offset {offset!r} is a sentinel; pass an offset the server returned"
+        )
     if any(c in _FORBIDDEN_IN_OFFSET or not c.isprintable() for c in offset):
         raise InvalidArgumentError(f"offset {offset!r} contains characters no server offset has")
     return offset
+
+
+class _BodyRead:
+    """A byte-stream response body being delivered piece by piece."""
+
+    __slots__ = ("delivered", "live", "skip", "stream")
+
+    def __init__(self, stream: BodyStream, *, live: bool, skip: int) -> None:
+        self.stream = stream
+        self.live = live
+        self.skip = skip
+        self.delivered = skip
+
+    def take(self, chunk: bytes) -> bytes:
+        """The part of ``chunk`` not delivered before (after a re-read of the same range)."""
+        if self.skip:
+            cut = min(self.skip, len(chunk))
+            self.skip -= cut
+            chunk = chunk[cut:]
+        self.delivered += len(chunk)
+        return chunk
 
 
 class _SSEConnection:
@@ -96,7 +119,9 @@ class StreamReader:
         cursor: str | None = None,
     ) -> None:
         check_offset(offset)
-        if not any(live is mode or (isinstance(mode, str) and live == mode) for mode in _LIVE_MODES):
+        if not any(
+            live is mode or (isinstance(mode, str) and live == mode) for mode in _LIVE_MODES
+        ):
             raise InvalidArgumentError(
                 f"live must be True, False, 'long-poll' or 'sse', got {live!r}"
             )
@@ -113,7 +138,12 @@ class StreamReader:
         self._consumed = False
         self._closed = False
         self._items: deque[Any] = deque()
-        self._ready: deque[Batch[Any]] = deque()
+        # Deliveries waiting to be taken, as (batch, partial): a partial batch is a piece of
+        # a byte-stream body still arriving; its offset is the offset the body started at.
+        self._ready: deque[tuple[Batch[Any], bool]] = deque()
+        self._partial: list[Any] = []
+        self._body: _BodyRead | None = None
+        self._resume_skip = 0
         self._sse: _SSEConnection | None = None
         self._sse_short = 0
         self._live_failures = 0
@@ -163,6 +193,7 @@ class StreamReader:
         """Close any open connection and end iteration. Safe to call twice."""
         self._closed = True
         self._drop_sse()
+        self._drop_body()
 
     async def __aenter__(self) -> StreamReader:
         return self
@@ -180,6 +211,8 @@ class StreamReader:
         # keep its SSE connection; close() is synchronous, so this is safe here.
         if self._sse is not None:
             self._sse.body.close()
+        if self._body is not None:
+            self._body.stream.close()
 
     # -- iteration --------------------------------------------------------------------
 
@@ -189,7 +222,7 @@ class StreamReader:
 
     async def __anext__(self) -> Any:
         while not self._items:
-            batch = await self._next_batch()
+            batch = await self._next_piece()
             if batch is None:
                 raise StopAsyncIteration
             self._items.extend(batch.items)
@@ -209,7 +242,7 @@ class StreamReader:
         """Every message until iteration ends (caught up if ``live=False``, else end of stream)."""
         self._consume()
         items: list[Any] = []
-        while (batch := await self._next_batch()) is not None:
+        while (batch := await self._next_piece()) is not None:
             items.extend(batch.items)
         return items
 
@@ -217,7 +250,9 @@ class StreamReader:
         """The bytes until iteration ends, joined. Not for JSON streams (use ``read_all``)."""
         items = await self.read_all()
         if self._stream.content_type is not None and is_json(self._stream.content_type):
-            raise UsageError("body() is for byte streams; a JSON stream's read_all() returns its messages")
+            raise UsageError(
+                "body() is for byte streams; a JSON stream's read_all() returns its messages"
+            )
         return b"".join(items)
 
     async def text(self, encoding: str = "utf-8") -> str:
@@ -232,14 +267,41 @@ class StreamReader:
     # -- the state machine ------------------------------------------------------------
 
     async def _next_batch(self) -> Batch[Any] | None:
+        """The next whole batch: pieces of a streamed body are joined."""
+        while (batch := await self._next_piece(whole=True)) is not None:
+            return batch
+        return None
+
+    async def _next_piece(self, *, whole: bool = False) -> Batch[Any] | None:
+        """The next delivery; without ``whole``, pieces of a byte body come as they arrive.
+
+        Streaming the pieces keeps memory flat however large a response is: the
+        reference server answers a catch-up read with everything up to the tail at once.
+        """
         while True:
             while self._ready:
-                batch = self._ready.popleft()
+                batch, partial = self._ready.popleft()
+                if partial:
+                    if not whole:
+                        return batch
+                    self._partial.extend(batch.items)
+                    continue
+                if self._partial:
+                    batch = Batch(
+                        [b"".join(self._partial), *batch.items],
+                        batch.offset,
+                        batch.cursor,
+                        batch.up_to_date,
+                        batch.closed,
+                    )
+                    self._partial = []
                 if self._worth_yielding(batch):
                     return batch
             if self._closed or self._phase == "done":
                 return None
-            if self._phase == "sse":
+            if self._body is not None:
+                await self._body_step(self._body)
+            elif self._phase == "sse":
                 await self._sse_step()
             else:
                 await self._poll_step(live=self._phase == "long-poll")
@@ -273,34 +335,92 @@ class StreamReader:
 
     # -- catch-up and long-poll -------------------------------------------------------
 
-    async def _poll_step(self, *, live: bool) -> None:
+    async def _poll_step(self, *, live: bool, skip: int = 0) -> None:
+        skip, self._resume_skip = skip or self._resume_skip, 0
         params = {h.PARAM_OFFSET: self._offset}
         if self._cursor is not None:
             params[h.PARAM_CURSOR] = self._cursor
         if live:
             params[h.PARAM_LIVE] = "long-poll"
         session, url = self._stream.session, self._stream.url
-        response = await session._fetch("GET", url, params=params, retries=self._retries(), live=live)
-        if response.status not in (200, 204):
-            raise error_for(response.status, response.headers, op=Op.READ, url=url)
-        self._ready.append(self._advance(self._response_batch(response)))
-
-    def _response_batch(self, response: Response) -> Batch[Any]:
-        meta = h.read_meta(response.headers)
-        url = self._stream.url
-        if not meta.next_offset:
-            raise ParseError("read response has no Stream-Next-Offset", offset=self._offset, url=url)
-        content_type = response.headers.get(h.CONTENT_TYPE)
-        if content_type and response.status == 200:
+        result = await session._request(
+            "GET", url, params=params, retries=self._retries(), live=live, stream=True
+        )
+        if isinstance(result, Response):
+            if result.status != 204:
+                raise error_for(result.status, result.headers, op=Op.READ, url=url)
+            self._deliver(self._batch(result.headers, []))
+            return
+        content_type = result.headers.get(h.CONTENT_TYPE)
+        if content_type:
             self._stream.content_type = content_type
-        items: list[Any]
-        if response.status == 204 or not response.body:
-            items = []
-        elif is_json(self._stream.content_type):
-            items = parse_json_body(response.body, offset=self._offset, url=url)
+        if is_json(self._stream.content_type):
+            try:
+                body = await result.read_all()
+            finally:
+                result.close()
+            items = parse_json_body(body, offset=self._offset, url=url)
+            self._deliver(self._batch(result.headers, items))
         else:
-            items = [response.body]
+            self._body = _BodyRead(result, live=live, skip=skip)
+
+    async def _body_step(self, body: _BodyRead) -> None:
+        """Deliver the next piece of a byte-stream body, or finish it."""
+        try:
+            chunk = await body.stream.read_chunk()
+        except asyncio.CancelledError:
+            self._drop_body()
+            # Pieces already delivered are skipped when the same offset is read again.
+            self._resume_skip = body.delivered
+            raise
+        except TransportError as exc:
+            self._drop_body()
+            await self._read_failed(exc)
+            # Data at an offset never changes: read the same range again and skip what
+            # was already delivered, so nothing is lost or repeated.
+            await self._poll_step(live=body.live, skip=body.delivered)
+            return
+        if chunk:
+            chunk = body.take(chunk)
+            if chunk:
+                self._ready.append((Batch([chunk], self._offset), True))
+            return
+        self._drop_body()
+        if body.skip:
+            raise ParseError(
+                "a re-read of the same offset returned less data than before",
+                offset=self._offset,
+                url=self._stream.url,
+            )
+        self._deliver(self._batch(body.stream.headers, []))
+
+    def _batch(self, headers: Mapping[str, str], items: list[Any]) -> Batch[Any]:
+        meta = h.read_meta(headers)
+        if not meta.next_offset:
+            raise ParseError(
+                "read response has no Stream-Next-Offset", offset=self._offset, url=self._stream.url
+            )
         return Batch(items, meta.next_offset, meta.cursor, meta.up_to_date, meta.closed)
+
+    def _deliver(self, batch: Batch[Any]) -> None:
+        self._live_failures = 0
+        self._ready.append((self._advance(batch), False))
+
+    async def _read_failed(self, exc: TransportError) -> None:
+        """A live or catch-up read broke mid-body: count it, back off, or give up."""
+        self._live_failures += 1
+        retry = self._stream.session.retry
+        limit = self._retries()
+        if limit is not None and self._live_failures > limit:
+            raise exc
+        delay = retry.delay(self._live_failures - 1)
+        log.debug("read from %s failed (%s); retrying in %.3fs", self._stream.url, exc, delay)
+        await asyncio.sleep(delay)
+
+    def _drop_body(self) -> None:
+        body, self._body = self._body, None
+        if body is not None:
+            body.stream.close()
 
     # -- SSE --------------------------------------------------------------------------
 
@@ -321,7 +441,7 @@ class StreamReader:
             raise
         except TransportError as exc:
             self._drop_sse()
-            await self._sse_failed(exc)
+            await self._read_failed(exc)
             return
         except ParseError:
             self._drop_sse()
@@ -353,8 +473,10 @@ class StreamReader:
             elif event.type == "control":
                 control = parse_control(event.data, offset=self._offset, url=url)
                 items, connection.pending = connection.pending, []
-                batch = Batch(items, control.next_offset, control.cursor, control.up_to_date, control.closed)
-                self._ready.append(self._advance(batch))
+                batch = Batch(
+                    items, control.next_offset, control.cursor, control.up_to_date, control.closed
+                )
+                self._ready.append((self._advance(batch), False))
                 if control.closed:
                     return
             # Unknown event types are skipped: the protocol may grow new ones.
@@ -385,15 +507,6 @@ class StreamReader:
             return
         await asyncio.sleep(self._stream.session.retry.delay(self._sse_short - 1))
 
-    async def _sse_failed(self, exc: TransportError) -> None:
-        self._live_failures += 1
-        limit = self._stream.session.retry.live_max_retries
-        if limit is not None and self._live_failures > limit:
-            raise exc
-        delay = self._stream.session.retry.delay(self._live_failures - 1)
-        log.debug("SSE read from %s failed (%s); reconnecting in %.3fs", self._stream.url, exc, delay)
-        await asyncio.sleep(delay)
-
     def _drop_sse(self) -> None:
         connection, self._sse = self._sse, None
         if connection is not None:
@@ -420,4 +533,3 @@ class _Batches:
     async def aclose(self) -> None:
         """Close the reader."""
         await self._reader.aclose()
-

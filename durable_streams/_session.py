@@ -68,8 +68,14 @@ class Session:
             raise InvalidArgumentError(f"timeout must be a Timeouts, got {type(timeout).__name__}")
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise InvalidArgumentError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
-        if isinstance(max_connections, bool) or not isinstance(max_connections, int) or max_connections < 1:
-            raise InvalidArgumentError(f"max_connections must be a positive integer, got {max_connections!r}")
+        if (
+            isinstance(max_connections, bool)
+            or not isinstance(max_connections, int)
+            or max_connections < 1
+        ):
+            raise InvalidArgumentError(
+                f"max_connections must be a positive integer, got {max_connections!r}"
+            )
         self.base_url = base_url
         self.headers: dict[str, DynamicValue] = dict(headers or {})
         self.params: dict[str, DynamicValue] = dict(params or {})
@@ -121,7 +127,7 @@ class Session:
         No I/O. ``content_type`` tells the handle the stream's type when it is known, which
         saves the HEAD request an append otherwise makes once to learn it.
         """
-        from ._stream import Stream
+        from ._stream import Stream  # noqa: PLC0415 - _stream imports this module
 
         return Stream(self, self.url_for(url), content_type=content_type)
 
@@ -138,9 +144,7 @@ class Session:
 
     # -- requests (internal) --------------------------------------------------------
 
-    async def _prepare(
-        self, headers: Mapping[str, str], params: Mapping[str, str]
-    ) -> Prepared:
+    async def _prepare(self, headers: Mapping[str, str], params: Mapping[str, str]) -> Prepared:
         merged_headers = {k.lower(): await _resolve(v) for k, v in self.headers.items()}
         merged_headers.update(headers)
         merged_params: dict[str, str] = {}
@@ -199,7 +203,9 @@ async def _resolve(value: DynamicValue) -> str:
     if inspect.isawaitable(result):
         result = await result
     if not isinstance(result, str):
-        raise InvalidArgumentError(f"a dynamic header or parameter returned {type(result).__name__}, not str")
+        raise InvalidArgumentError(
+            f"a dynamic header or parameter returned {type(result).__name__}, not str"
+        )
     return result
 
 
@@ -209,7 +215,8 @@ def _check_values(what: str, values: Mapping[str, DynamicValue]) -> None:
             raise InvalidArgumentError(f"{what} names must be non-empty strings, got {key!r}")
         if not (isinstance(value, str) or callable(value)):
             raise InvalidArgumentError(
-                f"{what}[{key!r}] must be a str or a function returning one, got {type(value).__name__}"
+                f"{what}[{key!r}] must be a str or a function returning one, "
+                f"got {type(value).__name__}"
             )
         if what == "params" and key in RESERVED_PARAMS:
             raise InvalidArgumentError(f"query parameter {key!r} belongs to the protocol")

@@ -119,7 +119,8 @@ class Stream:
             offset: where the fork diverges: data strictly before it is inherited.
             sub_offset: a further count of messages (JSON) or bytes past ``offset``.
             content_type: must equal the source's; by default it is inherited.
-            ttl, expires_at: as for :meth:`create`; by default inherited from the source.
+            ttl: as for :meth:`create`; by default inherited from the source.
+            expires_at: as for :meth:`create`; by default inherited from the source.
 
         Raises:
             StreamNotFoundError: the source does not exist.
@@ -127,12 +128,17 @@ class Stream:
             StreamExistsError: a different stream is at this URL, the content type differs
                 from the source's, or the source was deleted.
         """
-        headers = {h.STREAM_FORKED_FROM: self._source_path(source), **_expiry_headers(ttl, expires_at)}
+        headers = {
+            h.STREAM_FORKED_FROM: self._source_path(source),
+            **_expiry_headers(ttl, expires_at),
+        }
         if offset is not None:
             headers[h.STREAM_FORK_OFFSET] = check_offset(offset, sentinels=False)
         if sub_offset is not None:
             if isinstance(sub_offset, bool) or not isinstance(sub_offset, int) or sub_offset < 0:
-                raise InvalidArgumentError(f"sub_offset must be an integer >= 0, got {sub_offset!r}")
+                raise InvalidArgumentError(
+                    f"sub_offset must be an integer >= 0, got {sub_offset!r}"
+                )
             headers[h.STREAM_FORK_SUB_OFFSET] = str(sub_offset)
         if content_type is not None:
             _check_content_type(content_type)
@@ -150,7 +156,9 @@ class Stream:
         Raises:
             StreamNotFoundError: no stream here. GoneError: the stream was deleted.
         """
-        response = await self.session._fetch("HEAD", self.url, retries=self.session.retry.max_retries)
+        response = await self.session._fetch(
+            "HEAD", self.url, retries=self.session.retry.max_retries
+        )
         if response.status != 200:
             raise error_for(response.status, response.headers, op=Op.HEAD, url=self.url)
         hdrs = response.headers
@@ -168,7 +176,9 @@ class Stream:
 
     async def exists(self) -> bool:
         """Whether a stream exists at this URL (a HEAD that answers 404 means no)."""
-        response = await self.session._fetch("HEAD", self.url, retries=self.session.retry.max_retries)
+        response = await self.session._fetch(
+            "HEAD", self.url, retries=self.session.retry.max_retries
+        )
         if response.status == 200:
             return True
         if response.status == 404:
@@ -182,7 +192,9 @@ class Stream:
             StreamNotFoundError: no stream here (also after a retry whose first attempt had
                 already deleted it). GoneError: already deleted while forks keep its data.
         """
-        response = await self.session._fetch("DELETE", self.url, retries=self.session.retry.max_retries)
+        response = await self.session._fetch(
+            "DELETE", self.url, retries=self.session.retry.max_retries
+        )
         if response.status not in (200, 204):
             raise error_for(response.status, response.headers, op=Op.DELETE, url=self.url)
 
@@ -200,6 +212,7 @@ class Stream:
         handle does not know it.
 
         Args:
+            data: the message or bytes to append.
             seq: a ``Stream-Seq`` value; each must sort above the last (byte-wise), so
                 zero-pad numbers.
             close: close the stream atomically with this append (see :meth:`close`).
@@ -236,7 +249,9 @@ class Stream:
         if not hasattr(chunks, "__aiter__"):
             raise InvalidArgumentError("chunks must be an async iterable of bytes")
         content_type = await self._known_content_type()
-        return await self._post(_checked_chunks(chunks), content_type=content_type, seq=seq, close=close)
+        return await self._post(
+            _checked_chunks(chunks), content_type=content_type, seq=seq, close=close
+        )
 
     async def close(self, *, final: object = _MISSING) -> str:
         """Close the stream: readers see end-of-stream once they reach its last data.
@@ -262,7 +277,9 @@ class Stream:
         )
         hdrs = response.headers
         # A plain close of a closed stream may be answered 409 + Stream-Closed: still closed.
-        if response.status in (200, 204) or (response.status == 409 and h.flag(hdrs, h.STREAM_CLOSED)):
+        if response.status in (200, 204) or (
+            response.status == 409 and h.flag(hdrs, h.STREAM_CLOSED)
+        ):
             return self._next_offset(hdrs)
         raise error_for(response.status, hdrs, op=Op.CLOSE, url=self.url)
 
@@ -299,7 +316,7 @@ class Stream:
         **options: Any,
     ) -> IdempotentProducer:
         """An idempotent producer writing to this stream; see :class:`IdempotentProducer`."""
-        from ._producer import IdempotentProducer
+        from ._producer import IdempotentProducer  # noqa: PLC0415 - import cycle
 
         return IdempotentProducer(self, producer_id, **options)
 
@@ -328,11 +345,19 @@ class Stream:
             headers[h.STREAM_CLOSED] = h.TRUE
         retry = self.session.retry
         response = await self.session._fetch(
-            "POST", self.url, headers=headers, body=body, retries=retry.max_retries if retry.retry_appends else 0
+            "POST",
+            self.url,
+            headers=headers,
+            body=body,
+            retries=retry.max_retries if retry.retry_appends else 0,
         )
         if response.status not in (200, 204):
             raise error_for(
-                response.status, response.headers, op=Op.APPEND, url=self.url, sent_stream_seq=seq is not None
+                response.status,
+                response.headers,
+                op=Op.APPEND,
+                url=self.url,
+                sent_stream_seq=seq is not None,
             )
         return AppendResult(
             offset=self._next_offset(response.headers),
@@ -362,7 +387,9 @@ class Stream:
         url = source.url if isinstance(source, Stream) else self.session.url_for(source)
         src, dst = urlsplit(url), urlsplit(self.url)
         if (src.scheme, src.netloc) != (dst.scheme, dst.netloc):
-            raise InvalidArgumentError(f"fork source {url!r} is not on the same server as {self.url!r}")
+            raise InvalidArgumentError(
+                f"fork source {url!r} is not on the same server as {self.url!r}"
+            )
         return src.path + (f"?{src.query}" if src.query else "")
 
 
@@ -386,7 +413,9 @@ def encode_body(data: object, content_type: str, *, allow_empty: bool) -> bytes:
 async def _checked_chunks(chunks: AsyncIterable[bytes]) -> AsyncIterable[bytes]:
     async for chunk in chunks:
         if not isinstance(chunk, bytes | bytearray | memoryview):
-            raise InvalidArgumentError(f"append_stream chunks must be bytes, got {type(chunk).__name__}")
+            raise InvalidArgumentError(
+                f"append_stream chunks must be bytes, got {type(chunk).__name__}"
+            )
         yield bytes(chunk)
 
 
@@ -396,7 +425,9 @@ def _check_content_type(content_type: object) -> None:
         or "/" not in content_type
         or not content_type.isprintable()
     ):
-        raise InvalidArgumentError(f"content_type must be a MIME type like 'application/json', got {content_type!r}")
+        raise InvalidArgumentError(
+            f"content_type must be a MIME type like 'application/json', got {content_type!r}"
+        )
 
 
 def _expiry_headers(ttl: int | None, expires_at: datetime | str | None) -> dict[str, str]:
@@ -404,7 +435,9 @@ def _expiry_headers(ttl: int | None, expires_at: datetime | str | None) -> dict[
         raise InvalidArgumentError("give ttl or expires_at, not both")
     if ttl is not None:
         if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 0:
-            raise InvalidArgumentError(f"ttl must be an integer number of seconds >= 0, got {ttl!r}")
+            raise InvalidArgumentError(
+                f"ttl must be an integer number of seconds >= 0, got {ttl!r}"
+            )
         return {h.STREAM_TTL: str(ttl)}
     if expires_at is not None:
         return {h.STREAM_EXPIRES_AT: _rfc3339(expires_at)}
@@ -425,4 +458,3 @@ def _rfc3339(value: datetime | str) -> str:
             raise InvalidArgumentError(f"expires_at must be an RFC 3339 timestamp, got {value!r}")
         return value
     raise InvalidArgumentError(f"expires_at must be a datetime or str, got {type(value).__name__}")
-

@@ -67,7 +67,7 @@ class BodyStream:
             return b""
         try:
             return await self._response.content.readany()
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             _raise_transport(exc, self.url)
 
     async def read_all(self) -> bytes:
@@ -76,7 +76,7 @@ class BodyStream:
             return b""
         try:
             return await self._response.read()
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             _raise_transport(exc, self.url)
 
     def close(self) -> None:
@@ -107,9 +107,7 @@ class Transport:
         self._owns = client_session is None
         self._max_connections = max_connections
         self._closed = False
-        self._timeout = aiohttp.ClientTimeout(
-            total=timeouts.request, sock_connect=timeouts.connect
-        )
+        self._timeout = aiohttp.ClientTimeout(total=timeouts.request, sock_connect=timeouts.connect)
         # Live reads wait on the server by design: no total limit, only a limit on silence.
         self._live_timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=timeouts.connect, sock_read=timeouts.live_idle
@@ -177,13 +175,13 @@ class Transport:
                 timeout=self._live_timeout if live else self._timeout,
                 allow_redirects=True,
             )
-        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
             _raise_transport(exc, url)
         if stream and response.status == 200:
             return BodyStream(response, url)
         try:
             data = await response.read()
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             _raise_transport(exc, url)
         finally:
             response.release()
@@ -219,7 +217,9 @@ class Transport:
                 if retries is not None and attempt >= retries:
                     raise
                 delay = self.retry.delay(attempt)
-                log.debug("%s %s failed (%s); retry %d in %.3fs", method, url, exc, attempt + 1, delay)
+                log.debug(
+                    "%s %s failed (%s); retry %d in %.3fs", method, url, exc, attempt + 1, delay
+                )
             else:
                 if not is_retryable_status(result.status) or (
                     retries is not None and attempt >= retries

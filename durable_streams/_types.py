@@ -80,5 +80,3 @@ class Batch(Generic[T]):
     cursor: str | None = None
     up_to_date: bool = False
     closed: bool = False
-
-

@@ -45,6 +45,7 @@ _SERVE_SCRIPT: Final = SERVER_DIR / "serve.mjs"
 _NODE_MODULES: Final = SERVER_DIR / "node_modules"
 
 _INJECT_PATH: Final = "/_test/inject-error"
+_MAX_PORT: Final = 65535
 _READY_TIMEOUT_S: Final = 20.0
 _STOP_TIMEOUT_S: Final = 10.0
 _KILL_TIMEOUT_S: Final = 5.0
@@ -187,8 +188,8 @@ class ReferenceServer:
         more; a truncated or corrupted *compressed* body fails in the
         client's decompressor instead of reaching the protocol layer.
         """
-        if not 0 <= port <= 65535:  # noqa: PLR2004 - the TCP port range
-            msg = f"port must be in 0..65535, got {port}"
+        if not 0 <= port <= _MAX_PORT:
+            msg = f"port must be in 0..{_MAX_PORT}, got {port}"
             raise ValueError(msg)
         if long_poll_timeout_ms is not None and long_poll_timeout_ms < 0:
             msg = f"long_poll_timeout_ms must be >= 0, got {long_poll_timeout_ms}"
@@ -199,6 +200,7 @@ class ReferenceServer:
         self._compression = compression
         self._proc: subprocess.Popen[bytes] | None = None
         self._stderr_file: IO[bytes] | None = None
+        self._last_log = ""
         self._port: int | None = None
         self._url: str | None = None
         self._pid: int | None = None
@@ -337,7 +339,7 @@ class ReferenceServer:
 
     # -- fault injection ---------------------------------------------------
 
-    def inject_error(  # noqa: PLR0913 - mirrors the server's fault fields
+    def inject_error(
         self,
         path: str,
         *,
@@ -355,14 +357,38 @@ class ReferenceServer:
     ) -> None:
         """Arm a fault for the next ``count`` requests to ``path``.
 
-        ``path`` is matched exactly against the request's path (query string
-        ignored); a full URL is accepted and reduced to its path. Only one
-        fault exists per path: arming another replaces it. See
-        ``/work/scratch/notes/server.md`` for what each field does.
-        ``inject_sse_event`` takes ``{"event_type": ..., "data": ...}``.
+        Matching: ``path`` must equal the request's path exactly (no prefix
+        match; the query string is ignored); a full URL is reduced to its
+        path. Every request to the path counts, whatever its method (HEAD,
+        PUT, ... included) unless ``method`` narrows it. One fault per path:
+        arming again replaces the previous one. Faults are checked before
+        the request body is read, so a faulted POST appends nothing.
+
+        Fields (``None`` leaves a field out, so the server default applies):
+
+        - ``count``: requests to fault, default 1; decremented per matching
+          request, the fault disappears at 0 (``count <= 0`` acts as 1).
+        - ``probability``: 0..1; a request that escapes the dice roll is
+          served normally and does not use up ``count``.
+        - ``delay_ms`` (+ random ``0..jitter_ms``): sleep first; alone, the
+          request then proceeds normally.
+        - ``drop_connection``: destroy the socket; no status line is sent.
+        - ``status`` (+ ``retry_after`` seconds): reply with that status,
+          ``text/plain`` body ``Injected error for testing``, no
+          ``Stream-*`` headers.
+        - ``truncate_body_bytes`` / ``corrupt_body``: only affect 200 GET
+          (catch-up or long-poll) bodies; the body is cut / mangled after
+          compression, headers (``Stream-Next-Offset`` etc.) are unchanged,
+          and framing is chunked so the short body looks complete.
+        - ``inject_sse_event``: ``{"event_type": ..., "data": ...}``, sent as
+          an ``event: <type>`` line plus a ``data: <data>`` line (note the
+          space) right after the SSE headers, before any real event; a
+          non-SSE request still uses it up, without effect.
+
         At least one of ``status``, ``delay_ms``, ``drop_connection``,
         ``truncate_body_bytes``, ``corrupt_body`` or ``inject_sse_event``
-        must be given, or the server answers 400.
+        must be given, or the server answers 400 and this raises
+        :class:`ReferenceServerError`.
         """
         values: dict[str, object] = {
             "status": status,
@@ -406,12 +432,11 @@ class ReferenceServer:
         if self._data_dir is not None:
             self._data_dir.mkdir(parents=True, exist_ok=True)
         cmd = self._command(port)
-        if self._stderr_file is not None:
-            self._stderr_file.close()
+        self._last_log = ""
         # stderr goes to a file rather than a pipe: nobody reads it while
         # tests run, and a full pipe would stall the server mid-request.
         self._stderr_file = tempfile.TemporaryFile(prefix="ds-refserver-")  # noqa: SIM115
-        proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+        proc = subprocess.Popen(
             cmd,
             cwd=SERVER_DIR,
             # Never written to: the server exits when this pipe reaches EOF,
@@ -484,7 +509,7 @@ class ReferenceServer:
         """Return the tail of the current process's stderr file."""
         f = self._stderr_file
         if f is None or f.closed:
-            return ""
+            return self._last_log
         # pread leaves the file offset alone: the child shares this open
         # file description, so seeking here would move where it writes.
         fd = f.fileno()
@@ -501,8 +526,13 @@ class ReferenceServer:
                 if pipe is not None:
                     with contextlib.suppress(OSError):
                         pipe.close()
-        # The stderr file stays open until the next launch so server_log()
-        # still works after a stop or kill, when a failing test wants it.
+        # Keep the log text so server_log() still works after a stop or kill,
+        # which is when a failing test wants it; the file itself must close
+        # now or it leaks (a ResourceWarning, fatal under -W error).
+        self._last_log = self._read_stderr()
+        if self._stderr_file is not None:
+            self._stderr_file.close()
+            self._stderr_file = None
         self._proc = None
         self._pid = None
         with _live_lock:
@@ -511,14 +541,15 @@ class ReferenceServer:
     def _control(self, method: str, data: bytes | None) -> None:
         """Call ``/_test/inject-error``; raise on anything but 200."""
         headers = {"Content-Type": "application/json"} if data is not None else {}
-        request = urllib.request.Request(  # noqa: S310 - URL is our own http://127.0.0.1
+        request = urllib.request.Request(
             self.url + _INJECT_PATH, data=data, method=method, headers=headers
         )
         try:
             with _OPENER.open(request, timeout=_HTTP_TIMEOUT_S) as response:
                 response.read()
         except urllib.error.HTTPError as exc:
-            detail = exc.read().decode("utf-8", "replace")
+            with exc:
+                detail = exc.read().decode("utf-8", "replace")
             msg = f"{method} {_INJECT_PATH} failed: {exc.code} {detail}"
             raise ReferenceServerError(msg) from exc
 

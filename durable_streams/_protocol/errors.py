@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import math
 import time
 from collections.abc import Mapping
 from enum import Enum
@@ -60,7 +61,7 @@ def retry_after(headers: Mapping[str, str], *, now: float | None = None) -> floa
         except (TypeError, ValueError, IndexError):
             return None
         seconds = when.timestamp() - (time.time() if now is None else now)
-    if seconds != seconds:  # NaN
+    if math.isnan(seconds):
         return None
     return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
@@ -101,7 +102,9 @@ def error_for(
             )
         return make(ForbiddenError, "forbidden")
     if status == 404:
-        return make(StreamNotFoundError, f"{'fork source ' if op is Op.FORK else ''}stream not found")
+        return make(
+            StreamNotFoundError, f"{'fork source ' if op is Op.FORK else ''}stream not found"
+        )
     if status in (405, 501):
         return make(NotSupportedError, "the server does not support this operation")
     if status == 409:

@@ -110,7 +110,9 @@ def parse_control(data: str, *, offset: str | None, url: str | None = None) -> C
     try:
         value: Any = _loads(data)
     except ValueError as exc:
-        raise ParseError(f"malformed SSE control event: {data[:80]!r}", offset=offset, url=url) from exc
+        raise ParseError(
+            f"malformed SSE control event: {data[:80]!r}", offset=offset, url=url
+        ) from exc
     if not isinstance(value, dict):
         raise ParseError("SSE control event is not a JSON object", offset=offset, url=url)
     next_offset = value.get("streamNextOffset")

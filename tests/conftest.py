@@ -1,0 +1,65 @@
+"""Fixtures: the real reference server, a session on it, and unique stream paths."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+import durable_streams as ds
+from tests._refserver import ReferenceServer
+
+# asyncio debug mode reports unawaited coroutines and unclosed resources; loops created
+# by pytest-asyncio read this when they are made.
+os.environ.setdefault("PYTHONASYNCIODEBUG", "1")
+
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[ReferenceServer]:
+    """One in-memory reference server for the whole run (long-poll wait shortened)."""
+    with ReferenceServer(long_poll_timeout_ms=2000) as srv:
+        yield srv
+
+
+@pytest.fixture
+def file_server(tmp_path: Path) -> Iterator[ReferenceServer]:
+    """A file-backed reference server of this test's own, for restart and crash tests."""
+    with ReferenceServer(data_dir=tmp_path / "data", long_poll_timeout_ms=2000) as srv:
+        yield srv
+
+
+@pytest.fixture
+def fast_retry() -> ds.RetryPolicy:
+    """A retry policy with short delays, so fault tests run quickly."""
+    return ds.RetryPolicy(initial_delay=0.01, max_delay=0.05)
+
+
+@pytest.fixture
+async def session(server: ReferenceServer, fast_retry: ds.RetryPolicy) -> AsyncIterator[ds.Session]:
+    async with ds.Session(server.url, retry=fast_retry) as s:
+        yield s
+
+
+@pytest.fixture
+def path(request: pytest.FixtureRequest) -> str:
+    """A stream path no other test uses."""
+    return f"/t/{request.node.name.replace('[', '-').replace(']', '')}-{next(_counter)}"
+
+
+@pytest.fixture
+async def json_stream(session: ds.Session, path: str) -> ds.Stream:
+    stream = session.stream(path)
+    await stream.create(content_type="application/json")
+    return stream
+
+
+@pytest.fixture
+async def byte_stream(session: ds.Session, path: str) -> ds.Stream:
+    stream = session.stream(path)
+    await stream.create(content_type="application/octet-stream")
+    return stream

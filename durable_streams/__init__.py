@@ -46,6 +46,10 @@ from ._oneshot import delete as delete
 from ._oneshot import head as head
 from ._oneshot import read as read
 from ._oneshot import read_all as read_all
+from ._producer import IdempotentProducer as IdempotentProducer
+from ._producer import ProducerAck as ProducerAck
+from ._producer import ProducerStatistics as ProducerStatistics
+from ._producer import Receipt as Receipt
 from ._reader import LiveMode as LiveMode
 from ._reader import StreamReader as StreamReader
 from ._session import DynamicValue as DynamicValue
@@ -69,6 +73,7 @@ __all__ = [
     "DynamicValue",
     "ForbiddenError",
     "GoneError",
+    "IdempotentProducer",
     "InvalidArgumentError",
     "InvalidOffsetError",
     "LiveMode",
@@ -76,8 +81,11 @@ __all__ = [
     "NotSupportedError",
     "ParseError",
     "PayloadTooLargeError",
+    "ProducerAck",
+    "ProducerStatistics",
     "RateLimitedError",
     "ReaderConsumedError",
+    "Receipt",
     "RequestTimeoutError",
     "ResourceClosedError",
     "ResponseError",

@@ -1,0 +1,369 @@
+"""The SSE parser and control events: bytes in, events out, no event loop and no server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import durable_streams as ds
+from durable_streams._protocol.sse import Control, SSEEvent, SSEParser, parse_control
+
+# Every character str.splitlines() treats as a line break, except CR and LF. SSE lines end
+# only at CRLF, LF or CR, so these are payload.
+NOT_LINE_BREAKS = "\u0085\u2028\u2029\x0b\x0c\x1c\x1d\x1e"
+
+# One body that mixes everything the parser must cope with; it ends with LF so that every
+# event in it is complete whatever the line-end handling of a trailing CR.
+BODY = (
+    ": a comment, ignored\r\n"
+    "event: data\r\n"
+    "data: héllo wörld\r\n"
+    "data: 日本語 😀\r\n"
+    "\r\n"
+    "event: control\r"
+    'data: {"streamNextOffset":"0_5","upToDate":true}\r'
+    "\r"
+    "id: 42\n"
+    "retry: 1000\n"
+    "event: data\n"
+    "data:  two spaces\n"
+    "data:no space\n"
+    "\n"
+    "event: future-type\n"
+    "data: x\n"
+    "\n"
+    f"data: a{NOT_LINE_BREAKS}b\n"
+    "\n"
+).encode()
+
+BODY_EVENTS = [
+    SSEEvent("data", "héllo wörld\n日本語 😀"),
+    SSEEvent("control", '{"streamNextOffset":"0_5","upToDate":true}'),
+    SSEEvent("data", " two spaces\nno space"),
+    SSEEvent("future-type", "x"),
+    SSEEvent("message", f"a{NOT_LINE_BREAKS}b"),
+]
+
+
+def parse(chunks: Iterable[bytes]) -> list[SSEEvent]:
+    """Feed ``chunks`` to a fresh parser, then flush it; return every event."""
+    parser = SSEParser()
+    events: list[SSEEvent] = []
+    for chunk in chunks:
+        events.extend(parser.feed(chunk))
+    events.extend(parser.flush())
+    return events
+
+
+def split_at(data: bytes, cuts: Iterable[int]) -> list[bytes]:
+    points = [0, *sorted(cuts), len(data)]
+    return [data[a:b] for a, b in zip(points, points[1:], strict=False)]
+
+
+# -- splitting ----------------------------------------------------------------------------
+
+
+def test_whole_body_in_one_chunk() -> None:
+    assert parse([BODY]) == BODY_EVENTS
+
+
+def test_split_at_every_byte_boundary() -> None:
+    # Includes cuts inside every multi-byte UTF-8 character and between every CR and LF.
+    for cut in range(len(BODY) + 1):
+        assert parse(split_at(BODY, [cut])) == BODY_EVENTS, f"cut at byte {cut}"
+
+
+def test_one_byte_at_a_time() -> None:
+    assert parse(BODY[i : i + 1] for i in range(len(BODY))) == BODY_EVENTS
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["é", "日", "😀"],
+    ids=["2-byte", "3-byte", "4-byte"],
+)
+def test_multibyte_character_split_inside_its_encoding(text: str) -> None:
+    body = f"data: <{text}>\n\n".encode()
+    start = body.index(text.encode())
+    for cut in range(start + 1, start + len(text.encode())):
+        assert parse(split_at(body, [cut])) == [SSEEvent("message", f"<{text}>")]
+
+
+def test_crlf_split_between_cr_and_lf_is_one_line_end() -> None:
+    # Were the LF taken as a second line end, it would be a blank line and dispatch "a"
+    # on its own, splitting one event into two.
+    parser = SSEParser()
+    assert parser.feed(b"data: a\r") == []
+    assert parser.feed(b"\ndata: b\r\n\r\n") == [SSEEvent("message", "a\nb")]
+
+
+def test_event_ending_in_cr_cr_is_not_lost_at_end_of_body() -> None:
+    # "\r\r" is a complete line end plus the blank line that dispatches the event.
+    assert parse([b"event: control\r", b'data: {"streamNextOffset":"1"}\r\r']) == [
+        SSEEvent("control", '{"streamNextOffset":"1"}')
+    ]
+
+
+def test_event_ending_in_cr_cr_is_dispatched_without_waiting_for_more_bytes() -> None:
+    # A live server using CR line ends may send nothing more for a long time; the control
+    # event (which carries the offset) must not sit in the parser until it does.
+    parser = SSEParser()
+    assert parser.feed(b'event: control\rdata: {"streamNextOffset":"1"}\r\r') == [
+        SSEEvent("control", '{"streamNextOffset":"1"}')
+    ]
+
+
+# -- line endings and fields --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("eol", ["\r\n", "\r", "\n"], ids=["CRLF", "CR", "LF"])
+def test_each_line_ending_gives_the_same_events(eol: str) -> None:
+    # A trailing comment keeps a final CR from being the last byte of the body.
+    body = eol.join(["event: data", "data: one", "data: two", "", ": end", ""]).encode()
+    assert parse([body]) == [SSEEvent("data", "one\ntwo")]
+
+
+def test_mixed_line_endings_within_one_event() -> None:
+    assert parse([b"data: a\rdata: b\ndata: c\r\n\n"]) == [SSEEvent("message", "a\nb\nc")]
+
+
+def test_multiline_data_is_joined_with_lf() -> None:
+    body = b'event: data\ndata: [\ndata: 1,\ndata: 2\ndata: ]\n\n'
+    assert parse([body]) == [SSEEvent("data", "[\n1,\n2\n]")]
+
+
+def test_empty_data_lines_are_kept() -> None:
+    assert parse([b"data:\ndata\ndata: \n\n"]) == [SSEEvent("message", "\n\n")]
+
+
+@pytest.mark.parametrize(
+    ("line", "data"),
+    [
+        ("data:x", "x"),
+        ("data: x", "x"),
+        ("data:  x", " x"),
+        ("data:   x ", "  x "),
+        ("data:\tx", "\tx"),
+    ],
+)
+def test_only_one_leading_space_is_stripped(line: str, data: str) -> None:
+    assert parse([f"{line}\n\n".encode()]) == [SSEEvent("message", data)]
+
+
+def test_only_one_leading_space_is_stripped_from_the_event_type() -> None:
+    assert parse([b"event:control\ndata: a\n\nevent: control\ndata: b\n\n"]) == [
+        SSEEvent("control", "a"),
+        SSEEvent("control", "b"),
+    ]
+
+
+@pytest.mark.parametrize("char", list(NOT_LINE_BREAKS), ids=lambda c: f"U+{ord(c):04X}")
+def test_unicode_line_breaks_other_than_cr_lf_stay_in_the_data(char: str) -> None:
+    body = f"event: data\ndata: left{char}right\n\n".encode()
+    assert parse([body]) == [SSEEvent("data", f"left{char}right")]
+
+
+def test_comments_are_ignored() -> None:
+    body = b": keep-alive\n:\ndata: a\n: between\ndata: b\n\n: alone\n\n"
+    assert parse([body]) == [SSEEvent("message", "a\nb")]
+
+
+def test_id_and_retry_are_ignored() -> None:
+    # They neither make an event of their own nor change the data of one.
+    body = b"id: 7\nretry: 10\n\nid: 8\nevent: data\ndata: x\nretry: 5\n\n"
+    assert parse([body]) == [SSEEvent("data", "x")]
+
+
+def test_unknown_fields_are_ignored() -> None:
+    body = b"foo: bar\nData: not a data field\ndata: x\n\n"
+    assert parse([body]) == [SSEEvent("message", "x")]
+
+
+def test_unknown_event_types_are_passed_through() -> None:
+    # The parser does not judge types; the reader skips the ones it does not know.
+    body = b"event: x-future\ndata: 1\n\nevent: data\ndata: 2\n\n"
+    assert parse([body]) == [SSEEvent("x-future", "1"), SSEEvent("data", "2")]
+
+
+def test_unnamed_event_is_a_message() -> None:
+    assert parse([b"data: hi\n\n"]) == [SSEEvent("message", "hi")]
+
+
+def test_control_event_without_data_is_dispatched_with_empty_data() -> None:
+    # Empty control data must reach parse_control, which rejects it, not vanish here.
+    assert parse([b"event: control\n\n"]) == [SSEEvent("control", "")]
+
+
+def test_blank_lines_alone_dispatch_nothing() -> None:
+    assert parse([b"\n\n\r\n\r\r\n"]) == []
+
+
+def test_several_events_in_one_chunk() -> None:
+    parser = SSEParser()
+    events = parser.feed(b"event: data\ndata: 1\n\nevent: data\ndata: 2\n\nevent: control\ndata: {}\n\n")
+    assert [e.type for e in events] == ["data", "data", "control"]
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [b"event: data\ndata: partial\n", b"data: partial", b"data: partial\r"],
+    ids=["no-blank-line", "no-line-end", "cr-only"],
+)
+def test_event_without_trailing_blank_line_is_dropped_at_flush(tail: bytes) -> None:
+    parser = SSEParser()
+    assert parser.feed(b"data: whole\n\n" + tail) == [SSEEvent("message", "whole")]
+    assert parser.flush() == []
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [b"\xff", b"\xc0\xaf", b"\xed\xa0\x80", b"\xf8\x88\x80\x80\x80"],
+    ids=["ff", "overlong", "surrogate", "5-byte"],
+)
+def test_invalid_utf8_raises(bad: bytes) -> None:
+    with pytest.raises(UnicodeDecodeError):
+        SSEParser().feed(b"data: " + bad + b"\n\n")
+
+
+def test_invalid_utf8_across_chunks_raises() -> None:
+    parser = SSEParser()
+    assert parser.feed(b"data: \xe6") == []  # a valid start of a 3-byte character
+    with pytest.raises(UnicodeDecodeError):
+        parser.feed(b"A\n\n")  # ... that is not continued
+
+
+# -- arbitrary valid SSE, arbitrarily split -------------------------------------------------
+
+_line_text = st.text(
+    alphabet=st.characters(exclude_categories=("Cs",), exclude_characters="\r\n"), max_size=12
+)
+
+
+@st.composite
+def sse_bodies(draw: st.DrawFn) -> tuple[bytes, list[SSEEvent]]:
+    """A valid SSE body with random line ends, comments and ignored fields, and its events."""
+    events: list[SSEEvent] = []
+    lines: list[str] = []
+    for _ in range(draw(st.integers(0, 4))):
+        if draw(st.booleans()):
+            lines.append(":" + draw(_line_text))
+        if draw(st.booleans()):
+            lines.append(draw(st.sampled_from(["id: 1", "retry: 100", "id:", "retry"])))
+        kind = draw(st.one_of(st.none(), st.sampled_from(["data", "control", "x-new"])))
+        data = draw(st.lists(_line_text, min_size=0 if kind else 1, max_size=4))
+        if kind is not None:
+            lines.append(f"event: {kind}")
+        for value in data:
+            # "data:" + value keeps a value starting with a space only after "data: ".
+            spaced = value.startswith(" ") or draw(st.booleans())
+            lines.append(("data: " if spaced else "data:") + value)
+        lines.append("")
+        events.append(SSEEvent(kind or "message", "\n".join(data)))
+    # A trailing comment line keeps the body from ending in a lone CR, whose handling at
+    # the end of a body is tested on its own above.
+    lines.append(": end")
+    out: list[str] = []
+    previous = ""
+    for line in lines:
+        # After a CR, an empty line ended by LF would merge with it into one CRLF.
+        choices = ["\r\n", "\r"] if previous == "\r" and not line else ["\r\n", "\r", "\n"]
+        previous = draw(st.sampled_from(choices))
+        out.append(line + previous)
+    body = "".join(out).encode()
+    return body, events
+
+
+@settings(max_examples=200, deadline=None)
+@given(case=sse_bodies(), data=st.data())
+def test_arbitrary_splits_give_the_same_events_as_one_feed(
+    case: tuple[bytes, list[SSEEvent]], data: st.DataObject
+) -> None:
+    body, expected = case
+    cuts = data.draw(st.lists(st.integers(0, len(body)), max_size=8))
+    assert parse([body]) == expected
+    assert parse(split_at(body, cuts)) == expected
+
+
+# -- control events -------------------------------------------------------------------------
+
+
+def test_control_with_every_field() -> None:
+    data = '{"streamNextOffset":"0_10","streamCursor":"c7","upToDate":true}'
+    assert parse_control(data, offset="0_5") == Control(
+        next_offset="0_10", cursor="c7", up_to_date=True, closed=False
+    )
+
+
+def test_control_without_up_to_date_is_not_up_to_date() -> None:
+    control = parse_control('{"streamNextOffset":"0_10","streamCursor":"c7"}', offset="0_5")
+    assert control.up_to_date is False
+    assert control.closed is False
+
+
+def test_closed_control_implies_up_to_date_and_needs_no_cursor() -> None:
+    control = parse_control('{"streamNextOffset":"0_10","streamClosed":true}', offset="0_5")
+    assert control == Control(next_offset="0_10", cursor=None, up_to_date=True, closed=True)
+
+
+def test_control_without_cursor_is_accepted() -> None:
+    control = parse_control('{"streamNextOffset":"0_10","upToDate":true}', offset=None)
+    assert control.cursor is None
+    assert control.next_offset == "0_10"
+
+
+def test_control_ignores_unknown_fields() -> None:
+    control = parse_control('{"streamNextOffset":"0_1","future":{"x":[1]}}', offset=None)
+    assert control.next_offset == "0_1"
+
+
+def test_control_accepts_whitespace_and_line_breaks_in_its_json() -> None:
+    # Multi-line data arrives joined with LF.
+    control = parse_control('{\n  "streamNextOffset": "0_1",\n  "upToDate": true\n}', offset=None)
+    assert control == Control(next_offset="0_1", cursor=None, up_to_date=True, closed=False)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        "",
+        "   ",
+        "{",
+        '{"streamNextOffset":"0_1"',
+        "not json",
+        "{'streamNextOffset': '0_1'}",
+        "{}",
+        '{"streamCursor":"c1","upToDate":true}',
+        '{"streamNextOffset":""}',
+        '{"streamNextOffset":12}',
+        '{"streamNextOffset":null}',
+        '["streamNextOffset","0_1"]',
+        '"0_1"',
+        "null",
+        "17",
+    ],
+    ids=[
+        "empty",
+        "whitespace",
+        "truncated",
+        "unterminated",
+        "not-json",
+        "single-quotes",
+        "empty-object",
+        "missing-offset",
+        "empty-offset",
+        "numeric-offset",
+        "null-offset",
+        "array",
+        "string",
+        "null",
+        "number",
+    ],
+)
+def test_bad_control_raises_parse_error_with_the_offset(data: str) -> None:
+    with pytest.raises(ds.ParseError) as info:
+        parse_control(data, offset="0_5", url="http://h/s")
+    assert info.value.offset == "0_5"
+    assert info.value.url == "http://h/s"

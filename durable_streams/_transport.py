@@ -108,6 +108,11 @@ class Transport:
         self._max_connections = max_connections
         self._closed = False
         self._timeout = aiohttp.ClientTimeout(total=timeouts.request, sock_connect=timeouts.connect)
+        # A streamed body may rightly take longer than any total limit (a large catch-up
+        # read): bound the silence between bytes instead.
+        self._stream_timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=timeouts.connect, sock_read=timeouts.request
+        )
         # Live reads wait on the server by design: no total limit, only a limit on silence.
         self._live_timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=timeouts.connect, sock_read=timeouts.live_idle
@@ -132,6 +137,11 @@ class Transport:
             connector = aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0)
             self._client = aiohttp.ClientSession(connector=connector)
         return self._client
+
+    def _timeout_for(self, *, live: bool, stream: bool) -> aiohttp.ClientTimeout:
+        if live:
+            return self._live_timeout
+        return self._stream_timeout if stream else self._timeout
 
     async def aclose(self) -> None:
         """Close the client session if this transport created it. Idempotent."""
@@ -172,7 +182,7 @@ class Transport:
                 headers=headers,
                 params=params,
                 data=body,
-                timeout=self._live_timeout if live else self._timeout,
+                timeout=self._timeout_for(live=live, stream=stream),
                 allow_redirects=True,
             )
         except (TimeoutError, aiohttp.ClientError, ValueError) as exc:

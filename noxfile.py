@@ -19,7 +19,7 @@ def _server(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """Run the test suite against the real reference server."""
-    session.install("-e", ".[tests,speedups]")
+    session.install("-e", ".[tests]")
     _server(session)
     session.run("pytest", *session.posargs)
 

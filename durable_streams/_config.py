@@ -84,6 +84,8 @@ class RetryPolicy:
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise InvalidArgumentError(f"{name} must be an integer >= 0, got {value!r}")
+        if not isinstance(self.retry_appends, bool):
+            raise InvalidArgumentError(f"retry_appends must be a bool, got {self.retry_appends!r}")
         _positive("initial_delay", self.initial_delay, allow_none=False)
         _positive("max_delay", self.max_delay, allow_none=False)
         if self.max_delay < self.initial_delay:

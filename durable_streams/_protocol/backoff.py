@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 
@@ -19,8 +20,11 @@ def backoff_delay(
     Full jitter: a uniform draw below the capped exponential ceiling, so clients that
     failed together do not retry together. ``Retry-After`` is a floor, not a replacement.
     """
-    # min() before the power would not stop an overflow for large attempt numbers.
-    ceiling = maximum if attempt > 64 else min(maximum, initial * multiplier**attempt)
+    # Compare in log space: the power itself overflows for large attempts or multipliers.
+    if attempt * math.log(multiplier) >= math.log(maximum / initial):
+        ceiling = maximum
+    else:
+        ceiling = initial * multiplier**attempt
     delay = (rng or random).uniform(0.0, ceiling)
     if retry_after is not None:
         delay = max(delay, retry_after)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from .._errors import InvalidArgumentError, ParseError
@@ -13,12 +13,17 @@ from .._errors import InvalidArgumentError, ParseError
 JSON_MEDIA_TYPE = "application/json"
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
-try:  # pragma: no cover - exercised when the optional extra is installed
-    import orjson
 
-    _loads: Callable[[bytes | str], Any] = orjson.loads
-except ImportError:  # pragma: no cover - exercised without the extra
-    _loads = json.loads
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+# The standard parser, made strict: NaN and Infinity are not JSON. (orjson was measured
+# at about 10 % faster on a 10 MB array, but it reads integers beyond 64 bits as floats,
+# silently changing the data.)
+_decoder = json.JSONDecoder(parse_constant=_reject_constant)
+_loads = _decoder.decode
+
 
 # Strict and compact: NaN and Infinity are not JSON, and the server would store any
 # whitespace we sent. ensure_ascii=False keeps non-ASCII text at its UTF-8 size.
@@ -65,7 +70,7 @@ def parse_json_body(body: bytes, *, offset: str | None, url: str | None = None) 
     if not body.strip():
         return []
     try:
-        value = _loads(body)
+        value = _loads(body.decode())
     except ValueError as exc:
         raise ParseError(
             f"invalid JSON in response body ({len(body)} bytes): {_preview(body)}",

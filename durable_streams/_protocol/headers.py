@@ -49,7 +49,8 @@ def optional_int(headers: Mapping[str, str], name: str) -> int | None:
     if value is None:
         return None
     value = value.strip()
-    return int(value) if value.isdigit() else None
+    # isdigit() alone accepts superscripts and other scripts' digits.
+    return int(value) if value.isascii() and value.isdigit() else None
 
 
 @dataclass(frozen=True, slots=True)

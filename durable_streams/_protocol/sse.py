@@ -33,7 +33,7 @@ class SSEParser:
     that are not UTF-8.
     """
 
-    __slots__ = ("_buffer", "_data", "_decoder", "_has_event", "_type")
+    __slots__ = ("_buffer", "_data", "_decoder", "_has_event", "_skip_lf", "_type")
 
     def __init__(self) -> None:
         self._decoder = codecs.getincrementaldecoder("utf-8")()
@@ -41,16 +41,19 @@ class SSEParser:
         self._type: str | None = None
         self._data: list[str] = []
         self._has_event = False
+        # A chunk that ended in CR ended a line; an LF opening the next chunk is its pair.
+        self._skip_lf = False
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         """Parse more of the body; return the events it completed."""
         text = self._buffer + self._decoder.decode(chunk)
-        # A trailing CR may be the first half of a CRLF; keep it until the next chunk.
-        held = "\r" if text.endswith("\r") else ""
-        if held:
-            text = text[:-1]
+        if not text:
+            return []
+        if self._skip_lf and text.startswith("\n"):
+            text = text[1:]
+        self._skip_lf = text.endswith("\r")
         lines = _LINE_END.split(text)
-        self._buffer = lines.pop() + held
+        self._buffer = lines.pop()
         events: list[SSEEvent] = []
         for line in lines:
             event = self._line(line)
@@ -62,6 +65,7 @@ class SSEParser:
         """End of body: an event without its closing blank line is incomplete and dropped."""
         self._decoder.decode(b"", final=True)
         self._buffer = ""
+        self._skip_lf = False
         self._reset()
         return []
 

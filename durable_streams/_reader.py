@@ -118,6 +118,9 @@ class StreamReader:
         live: LiveMode = True,
         cursor: str | None = None,
     ) -> None:
+        # Set first: __del__ looks at them even when validation below fails.
+        self._sse: _SSEConnection | None = None
+        self._body: _BodyRead | None = None
         check_offset(offset)
         if not any(
             live is mode or (isinstance(mode, str) and live == mode) for mode in _LIVE_MODES
@@ -142,9 +145,7 @@ class StreamReader:
         # a byte-stream body still arriving; its offset is the offset the body started at.
         self._ready: deque[tuple[Batch[Any], bool]] = deque()
         self._partial: list[Any] = []
-        self._body: _BodyRead | None = None
         self._resume_skip = 0
-        self._sse: _SSEConnection | None = None
         self._sse_short = 0
         self._live_failures = 0
 

@@ -13,6 +13,7 @@ from ._protocol.errors import Op, error_for
 from ._protocol.framing import (
     DEFAULT_CONTENT_TYPE,
     encode_json_append,
+    encode_json_value,
     is_json,
 )
 from ._reader import LiveMode, StreamReader, check_offset
@@ -229,6 +230,8 @@ class Stream:
         """
         if not isinstance(close, bool):
             raise InvalidArgumentError(f"close must be a bool, got {close!r}")
+        if self.content_type is None:
+            _precheck(data)  # before the HEAD: bad input sends nothing at all
         content_type = await self._known_content_type()
         body = encode_body(data, content_type, allow_empty=False)
         return await self._post(body, content_type=content_type, seq=seq, close=close)
@@ -408,6 +411,15 @@ def encode_body(data: object, content_type: str, *, allow_empty: bool) -> bytes:
     if not body and not allow_empty:
         raise InvalidArgumentError("cannot append empty data")
     return body
+
+
+def _precheck(data: object) -> None:
+    """Refuse data that no stream of any content type could take."""
+    if isinstance(data, bytes | bytearray | memoryview):
+        if not data:
+            raise InvalidArgumentError("cannot append empty data")
+    elif not isinstance(data, str):
+        encode_json_value(data)  # only a JSON stream takes other values, and only JSON ones
 
 
 async def _checked_chunks(chunks: AsyncIterable[bytes]) -> AsyncIterable[bytes]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 
 import pytest
@@ -60,7 +61,7 @@ def parse(chunks: Iterable[bytes]) -> list[SSEEvent]:
 
 def split_at(data: bytes, cuts: Iterable[int]) -> list[bytes]:
     points = [0, *sorted(cuts), len(data)]
-    return [data[a:b] for a, b in zip(points, points[1:], strict=False)]
+    return [data[a:b] for a, b in itertools.pairwise(points)]
 
 
 # -- splitting ----------------------------------------------------------------------------
@@ -131,7 +132,7 @@ def test_mixed_line_endings_within_one_event() -> None:
 
 
 def test_multiline_data_is_joined_with_lf() -> None:
-    body = b'event: data\ndata: [\ndata: 1,\ndata: 2\ndata: ]\n\n'
+    body = b"event: data\ndata: [\ndata: 1,\ndata: 2\ndata: ]\n\n"
     assert parse([body]) == [SSEEvent("data", "[\n1,\n2\n]")]
 
 
@@ -203,7 +204,9 @@ def test_blank_lines_alone_dispatch_nothing() -> None:
 
 def test_several_events_in_one_chunk() -> None:
     parser = SSEParser()
-    events = parser.feed(b"event: data\ndata: 1\n\nevent: data\ndata: 2\n\nevent: control\ndata: {}\n\n")
+    events = parser.feed(
+        b"event: data\ndata: 1\n\nevent: data\ndata: 2\n\nevent: control\ndata: {}\n\n"
+    )
     assert [e.type for e in events] == ["data", "data", "control"]
 
 
@@ -238,7 +241,7 @@ def test_invalid_utf8_across_chunks_raises() -> None:
 # -- arbitrary valid SSE, arbitrarily split -------------------------------------------------
 
 _line_text = st.text(
-    alphabet=st.characters(exclude_categories=("Cs",), exclude_characters="\r\n"), max_size=12
+    alphabet=st.characters(exclude_categories=["Cs"], exclude_characters="\r\n"), max_size=12
 )
 
 

@@ -1,0 +1,426 @@
+"""JSON and base64 framing: what goes into an append body and what comes out of a read."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import durable_streams as ds
+from durable_streams._protocol.framing import (
+    decode_base64_event,
+    encode_json_append,
+    encode_json_value,
+    frame_json_batch,
+    is_json,
+    is_text,
+    media_type,
+    parse_json_body,
+    parse_json_event,
+)
+
+# -- media types ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content_type", "expected"),
+    [
+        ("application/json", "application/json"),
+        ("Application/JSON", "application/json"),
+        ("application/json; charset=utf-8", "application/json"),
+        ("  TEXT/Plain ;charset=UTF-8 ", "text/plain"),
+        ("application/octet-stream", "application/octet-stream"),
+        ("", ""),
+        (None, ""),
+    ],
+)
+def test_media_type_is_bare_and_lower_case(content_type: str | None, expected: str) -> None:
+    assert media_type(content_type) == expected
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/json",
+        "APPLICATION/JSON",
+        "Application/Json",
+        "application/json; charset=utf-8",
+        "application/json;charset=UTF-8",
+        " application/json ",
+    ],
+)
+def test_json_streams_are_detected_whatever_the_case_and_parameters(content_type: str) -> None:
+    assert is_json(content_type)
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/jsonl",
+        "application/json-seq",
+        "application/x-ndjson",
+        "application/problem+json",
+        "text/json",
+        "text/plain",
+        "application/octet-stream",
+        "",
+        None,
+    ],
+)
+def test_other_types_are_not_json(content_type: str | None) -> None:
+    assert not is_json(content_type)
+
+
+@pytest.mark.parametrize(
+    ("content_type", "expected"),
+    [
+        ("text/plain", True),
+        ("Text/HTML; charset=utf-8", True),
+        ("application/json", False),
+        ("application/octet-stream", False),
+        (None, False),
+    ],
+)
+def test_text_streams_are_detected(content_type: str | None, expected: bool) -> None:
+    assert is_text(content_type) is expected
+
+
+# -- strict JSON encoding -----------------------------------------------------------------
+
+
+class _Opaque:
+    pass
+
+
+def _circular() -> list[Any]:
+    items: list[Any] = []
+    items.append(items)
+    return items
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        math.nan,
+        math.inf,
+        -math.inf,
+        {"nested": [1, math.nan]},
+        {1, 2},
+        frozenset(),
+        _Opaque(),
+        object(),
+        b"bytes",
+        {(1, 2): "tuple key"},
+        _circular(),
+        "\ud800",
+    ],
+    ids=[
+        "nan",
+        "inf",
+        "-inf",
+        "nested-nan",
+        "set",
+        "frozenset",
+        "custom-object",
+        "object",
+        "bytes",
+        "tuple-key",
+        "circular",
+        "lone-surrogate",
+    ],
+)
+def test_values_that_are_not_json_raise_invalid_argument(value: object) -> None:
+    with pytest.raises(ds.InvalidArgumentError) as info:
+        encode_json_value(value)
+    assert isinstance(info.value, ValueError)
+
+
+def test_non_ascii_text_is_kept_as_utf8() -> None:
+    text = "héllo ✓ 日本 😀"
+    assert encode_json_value(text) == f'"{text}"'.encode()
+    assert b"\\u" not in encode_json_value({"k": text})
+
+
+def test_encoding_is_compact() -> None:
+    # The server stores exactly what is sent; padding would waste space on every message.
+    assert encode_json_value({"a": 1, "b": [1, 2, None, True]}) == b'{"a":1,"b":[1,2,null,true]}'
+
+
+def test_encoded_value_is_valid_strict_json() -> None:
+    encoded = encode_json_value({"x": [1.5, -0.0, 10**20, "\u2028"]})
+    decoded = json.loads(encoded, parse_constant=_reject_constant)
+    assert decoded == {"x": [1.5, -0.0, 10**20, "\u2028"]}
+
+
+def _reject_constant(name: str) -> object:
+    raise AssertionError(f"{name} is not JSON")
+
+
+# -- append wrapping ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "body"),
+    [
+        ({"a": 1}, b'[{"a":1}]'),
+        (1, b"[1]"),
+        ("s", b'["s"]'),
+        (None, b"[null]"),
+        ([], b"[[]]"),
+        ([1, 2], b"[[1,2]]"),
+        ([[1, 2], [3, 4]], b"[[[1,2],[3,4]]]"),
+    ],
+)
+def test_one_value_is_wrapped_so_it_stays_one_message(value: object, body: bytes) -> None:
+    assert encode_json_append(value) == body
+    # The server flattens the top-level array one level: exactly one message, equal to value.
+    assert json.loads(body) == [value]
+
+
+def test_append_of_a_value_that_is_not_json_raises() -> None:
+    with pytest.raises(ds.InvalidArgumentError):
+        encode_json_append([1, math.nan])
+
+
+def test_batch_framing_makes_one_array() -> None:
+    encoded = [encode_json_value(v) for v in ({"a": 1}, [1, 2], "x")]
+    assert frame_json_batch(encoded) == b'[{"a":1},[1,2],"x"]'
+    assert json.loads(frame_json_batch(encoded)) == [{"a": 1}, [1, 2], "x"]
+
+
+# -- JSON read bodies -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("body", [b"", b" ", b"\n", b" \r\n\t "], ids=repr)
+def test_empty_or_whitespace_body_is_no_messages(body: bytes) -> None:
+    assert parse_json_body(body, offset="0_1") == []
+
+
+@pytest.mark.parametrize(
+    ("body", "messages"),
+    [
+        (b"[]", []),
+        (b"[1]", [1]),
+        (b'[{"a":1},[1,2],"x",null]', [{"a": 1}, [1, 2], "x", None]),
+        (b'[\n  {"a": 1},\n  2\n]\n', [{"a": 1}, 2]),
+        ('["日本", "😀"]'.encode(), ["日本", "😀"]),
+    ],
+)
+def test_body_is_one_array_whose_elements_are_the_messages(
+    body: bytes, messages: list[Any]
+) -> None:
+    assert parse_json_body(body, offset="0_1") == messages
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"a":1}',
+        b"1",
+        b'"text"',
+        b"null",
+        b"true",
+    ],
+)
+def test_body_that_is_not_an_array_raises_parse_error(body: bytes) -> None:
+    with pytest.raises(ds.ParseError) as info:
+        parse_json_body(body, offset="0_7", url="http://h/s")
+    assert info.value.offset == "0_7"
+    assert info.value.url == "http://h/s"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[",
+        b'[{"a":1},',
+        b'[{"a":1},{"b"',
+        b'[{"a":1}]]',
+        b"[1,]",
+        b"[1 2]",
+        b"[NaN]",
+        b"[Infinity]",
+        b"[-Infinity]",
+        b"['single']",
+        b"[1][2]",
+        b'["\xff"]',
+        b'["\xe6\x97"]',
+        b"\x00\x00\x00\x00",
+    ],
+    ids=[
+        "open-bracket",
+        "truncated-after-comma",
+        "truncated-in-object",
+        "extra-bracket",
+        "trailing-comma",
+        "missing-comma",
+        "nan",
+        "infinity",
+        "-infinity",
+        "single-quotes",
+        "two-bodies-joined",
+        "invalid-utf8",
+        "truncated-utf8",
+        "nul-bytes",
+    ],
+)
+def test_truncated_or_corrupt_body_raises_parse_error_not_an_empty_list(body: bytes) -> None:
+    with pytest.raises(ds.ParseError) as info:
+        parse_json_body(body, offset="0_7")
+    assert info.value.offset == "0_7"
+
+
+def test_parse_error_message_shows_the_start_of_the_body() -> None:
+    with pytest.raises(ds.ParseError, match="oops"):
+        parse_json_body(b"[oops", offset=None)
+
+
+@pytest.mark.parametrize("value", [2**64 + 1, -(2**63) - 1, 10**30 + 7])
+def test_integers_beyond_64_bits_are_read_back_exactly(value: int) -> None:
+    # JSON numbers have no size limit, the encoder writes them in full and the server
+    # stores them as sent; reading one back must not silently round it to a float.
+    [message] = parse_json_body(encode_json_append(value), offset=None)
+    assert type(message) is int
+    assert message == value
+
+
+# -- JSON SSE data events -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "messages"),
+    [
+        ("[1,2]", [1, 2]),
+        ('[{"a":1}]', [{"a": 1}]),
+        ("[[1,2]]", [[1, 2]]),
+        ("[[[1,2,3]]]", [[[1, 2, 3]]]),
+        ("[]", []),
+        ('{"a":1}', [{"a": 1}]),
+        ('"x"', ["x"]),
+        ("3", [3]),
+        ("null", [None]),
+        ("[\n1,\n2\n]", [1, 2]),
+    ],
+)
+def test_data_event_is_flattened_one_level(data: str, messages: list[Any]) -> None:
+    assert parse_json_event(data, offset="0_1") == messages
+
+
+@pytest.mark.parametrize("data", ["", "[1,", "[1,]", "{", "NaN", "[Infinity]"])
+def test_malformed_data_event_raises_parse_error(data: str) -> None:
+    with pytest.raises(ds.ParseError) as info:
+        parse_json_event(data, offset="0_3", url="http://h/s")
+    assert info.value.offset == "0_3"
+    assert info.value.url == "http://h/s"
+
+
+# -- base64 data events ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "payload"),
+    [
+        ("aGVsbG8=", b"hello"),
+        ("aGVs\nbG8=", b"hello"),
+        ("aGVs\r\nbG8=", b"hello"),
+        ("aGVs\rbG8=", b"hello"),
+        ("\naGVsbG8=\n", b"hello"),
+        ("AAECAw==", b"\x00\x01\x02\x03"),
+        ("+/+/", b"\xfb\xff\xbf"),
+    ],
+)
+def test_base64_event_decodes_with_line_breaks_removed(data: str, payload: bytes) -> None:
+    assert decode_base64_event(data, offset="0_1") == payload
+
+
+@pytest.mark.parametrize("data", ["", "\n", "\r\n"], ids=repr)
+def test_empty_base64_event_is_zero_bytes(data: str) -> None:
+    assert decode_base64_event(data, offset="0_1") == b""
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        "aGVsbG8",
+        "aGVsbG8==",
+        "a",
+        "abcde",
+        "aGV$bG8=",
+        "aGVs bG8=",
+        "aGVs\tbG8=",
+        "-_-_",
+        "aG==bG8=",
+        "aGVsbG8=aGVsbG8=",
+        "aGVsbG8é",
+    ],
+    ids=[
+        "bad-length-7",
+        "bad-padding",
+        "length-1",
+        "length-5",
+        "dollar",
+        "space",
+        "tab",
+        "urlsafe-alphabet",
+        "padding-in-middle",
+        "two-events-joined",
+        "non-ascii",
+    ],
+)
+def test_invalid_base64_raises_parse_error(data: str) -> None:
+    with pytest.raises(ds.ParseError) as info:
+        decode_base64_event(data, offset="0_9", url="http://h/s")
+    assert info.value.offset == "0_9"
+    assert info.value.url == "http://h/s"
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    payload=st.binary(max_size=300),
+    width=st.integers(1, 80),
+    eol=st.sampled_from(["\n", "\r\n", "\r"]),
+)
+def test_arbitrary_bytes_survive_base64_events(payload: bytes, width: int, eol: str) -> None:
+    text = base64.b64encode(payload).decode()
+    # A server may spread one event over several data: lines, which arrive joined by LF.
+    wrapped = eol.join(text[i : i + width] for i in range(0, len(text), width))
+    assert decode_base64_event(wrapped, offset=None) == payload
+
+
+# -- JSON round trips ------------------------------------------------------------------------------
+
+_json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=_json_values)
+def test_any_json_value_survives_append_then_read(value: object) -> None:
+    body = encode_json_append(value)
+    messages = parse_json_body(body, offset=None)
+    assert messages == [value]
+    # Equal is not enough (1e19 == 10**19): the message must encode exactly as it was sent.
+    assert encode_json_append(messages[0]) == body
+
+
+@settings(max_examples=100, deadline=None)
+@given(values=st.lists(_json_values, min_size=1, max_size=5))
+def test_any_batch_survives_framing_then_read(values: list[object]) -> None:
+    body = frame_json_batch(encode_json_value(v) for v in values)
+    assert parse_json_body(body, offset=None) == values
+    # The same array delivered as one SSE data event gives the same messages.
+    assert parse_json_event(body.decode(), offset=None) == values

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 from collections import deque
@@ -110,6 +109,15 @@ class _Batch:
         self.seq = -1
         self.close = False
         self.body = b""
+
+
+def _aborted(*, sent: bool = False) -> ResourceClosedError:
+    if sent:
+        return ResourceClosedError(
+            "the producer was stopped while this batch was in flight; "
+            "the server may or may not have stored it"
+        )
+    return ResourceClosedError("the producer was stopped before this batch was sent")
 
 
 def _check_int(name: str, value: object, *, low: int, high: int = MAX_SAFE_INTEGER) -> int:
@@ -256,7 +264,7 @@ class IdempotentProducer:
     ) -> None:
         if exc_type is not None and not issubclass(exc_type, Exception):
             # Cancelled or interrupted: stop at once; buffered messages fail.
-            await self._abort(exc if exc is not None else asyncio.CancelledError())
+            await self._abort()
             return
         await self.aclose()
 
@@ -280,21 +288,25 @@ class IdempotentProducer:
             if task is not None:
                 await asyncio.shield(task)
         except asyncio.CancelledError:
-            await self._abort(asyncio.CancelledError())
+            await self._abort()
             raise
         finally:
             self._state = "closed"
         self._raise_failure()
 
-    async def _abort(self, reason: BaseException) -> None:
+    async def _abort(self) -> None:
+        """Stop now: cancel the sender (and its requests); unsent batches fail."""
         self._state = "closed"
         self._closing = True
         task = self._task
-        if task is not None and not task.done():
+        if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._fail_pending(reason if isinstance(reason, Exception) else asyncio.CancelledError())
+            # wait() never raises the task's outcome, but a cancellation of the caller
+            # still interrupts it.
+            await asyncio.wait([task])
+            if not task.cancelled():
+                task.exception()  # retrieved: its failure is already recorded
+        self._fail_pending(_aborted())
 
     # -- appending --------------------------------------------------------------------
 
@@ -504,27 +516,37 @@ class IdempotentProducer:
         try:
             async with asyncio.TaskGroup() as group:
                 while (batch := await self._next_batch()) is not None:
-                    await self._slots.acquire()
-                    if not self._claimed:
-                        await self._wait_for_claim()
-                    if self._failure is not None:
-                        self._slots.release()
-                        self._fail_batch(batch, self._failure)
-                        continue
-                    batch.epoch, batch.seq = self._epoch, self._next_seq
-                    self._next_seq += 1
-                    if not batch.close:
-                        batch.body = (
-                            frame_json_batch(batch.parts) if self._json else b"".join(batch.parts)
-                        )
-                        batch.parts = []
-                    self._in_flight[batch.seq] = batch
-                    group.create_task(self._send(batch))
+                    try:
+                        await self._dispatch(group, batch)
+                    except BaseException:
+                        self._fail_batch(batch, _aborted())
+                        raise
         except Exception as exc:  # a bug in the sender: never let it pass silently
             log.exception("producer %s sender failed", self.producer_id)
             self._record_failure(exc)
             self._fail_pending(exc)
             raise
+
+    async def _dispatch(self, group: asyncio.TaskGroup, batch: _Batch) -> None:
+        """Number a batch and send it, once a slot is free (and any claim has landed)."""
+        await self._slots.acquire()
+        try:
+            if not self._claimed:
+                await self._wait_for_claim()
+        except BaseException:
+            self._slots.release()
+            raise
+        if self._failure is not None:
+            self._slots.release()
+            self._fail_batch(batch, self._failure)
+            return
+        batch.epoch, batch.seq = self._epoch, self._next_seq
+        self._next_seq += 1
+        if not batch.close:
+            batch.body = frame_json_batch(batch.parts) if self._json else b"".join(batch.parts)
+            batch.parts = []
+        self._in_flight[batch.seq] = batch
+        group.create_task(self._send(batch))
 
     async def _next_batch(self) -> _Batch | None:
         while True:
@@ -555,9 +577,9 @@ class IdempotentProducer:
         except Exception as exc:  # noqa: BLE001 - every failure is recorded and re-raised later
             self._record_failure(exc)
             self._fail_batch(batch, exc)
-        except BaseException as exc:
-            self._fail_batch(batch, asyncio.CancelledError())
-            raise exc from None
+        except BaseException:
+            self._fail_batch(batch, _aborted(sent=True))
+            raise
         else:
             self._claimed = True
             self._stats["batches"] += 1

@@ -147,7 +147,7 @@ class StreamReader:
         self._partial: list[Any] = []
         self._resume_skip = 0
         self._sse_short = 0
-        self._live_failures = 0
+        self._failures = 0
 
     # -- state ------------------------------------------------------------------------
 
@@ -358,6 +358,10 @@ class StreamReader:
         if is_json(self._stream.content_type):
             try:
                 body = await result.read_all()
+            except TransportError as exc:
+                # Nothing of this body was delivered: count the failure and poll again.
+                await self._read_failed(exc)
+                return
             finally:
                 result.close()
             items = parse_json_body(body, offset=self._offset, url=url)
@@ -404,17 +408,17 @@ class StreamReader:
         return Batch(items, meta.next_offset, meta.cursor, meta.up_to_date, meta.closed)
 
     def _deliver(self, batch: Batch[Any]) -> None:
-        self._live_failures = 0
+        self._failures = 0
         self._ready.append((self._advance(batch), False))
 
     async def _read_failed(self, exc: TransportError) -> None:
         """A live or catch-up read broke mid-body: count it, back off, or give up."""
-        self._live_failures += 1
+        self._failures += 1
         retry = self._stream.session.retry
         limit = self._retries()
-        if limit is not None and self._live_failures > limit:
+        if limit is not None and self._failures > limit:
             raise exc
-        delay = retry.delay(self._live_failures - 1)
+        delay = retry.delay(self._failures - 1)
         log.debug("read from %s failed (%s); retrying in %.3fs", self._stream.url, exc, delay)
         await asyncio.sleep(delay)
 
@@ -447,7 +451,7 @@ class StreamReader:
         except ParseError:
             self._drop_sse()
             raise
-        self._live_failures = 0
+        self._failures = 0
 
     async def _sse_open(self) -> _SSEConnection:
         params = {h.PARAM_OFFSET: self._offset, h.PARAM_LIVE: "sse"}

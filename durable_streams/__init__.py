@@ -54,6 +54,7 @@ from ._reader import LiveMode as LiveMode
 from ._reader import StreamReader as StreamReader
 from ._session import DynamicValue as DynamicValue
 from ._session import Session as Session
+from ._session import SessionStatistics as SessionStatistics
 from ._stream import Stream as Stream
 from ._types import AppendResult as AppendResult
 from ._types import Batch as Batch
@@ -94,6 +95,7 @@ __all__ = [
     "SequenceGapError",
     "ServerError",
     "Session",
+    "SessionStatistics",
     "StaleEpochError",
     "Stream",
     "StreamClosedError",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, TypeAlias
@@ -18,10 +19,24 @@ if TYPE_CHECKING:
 
     from ._stream import Stream
 
-__all__ = ["DynamicValue", "Session"]
+__all__ = ["DynamicValue", "Session", "SessionStatistics"]
 
 DynamicValue: TypeAlias = str | Callable[[], str] | Callable[[], Awaitable[str]]
 """A header or parameter value: a string, or a function (sync or async) called per request."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStatistics:
+    """Counters of a :class:`Session`.
+
+    Attributes:
+        requests: HTTP requests sent (every attempt counts, retries included).
+        retries: attempts that were retries of a transient failure (a producer's batch
+            retries are counted in its own ``statistics()``).
+    """
+
+    requests: int
+    retries: int
 
 
 class Session:
@@ -114,6 +129,10 @@ class Session:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+    def statistics(self) -> SessionStatistics:
+        """A snapshot of this session's counters: HTTP requests sent and retries made."""
+        return SessionStatistics(requests=self._transport.requests, retries=self._transport.retries)
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"

@@ -43,6 +43,7 @@ EXPECTED_ALL = [
     "SequenceGapError",
     "ServerError",
     "Session",
+    "SessionStatistics",
     "StaleEpochError",
     "Stream",
     "StreamClosedError",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import warnings
-from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import NoReturn
@@ -181,7 +181,10 @@ class Transport:
                 url,
                 headers=headers,
                 params=params,
-                data=body,
+                data=_payload(body),
+                # aiohttp would label every body-less PUT and POST as octet-stream; the
+                # protocol decides (a fork without Content-Type inherits the source's).
+                skip_auto_headers=_SKIP_AUTO_HEADERS,
                 timeout=self._timeout_for(live=live, stream=stream),
                 allow_redirects=True,
             )
@@ -258,6 +261,22 @@ class Transport:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+# aiohttp warns (ResourceWarning) about bytes bodies above 1 MiB, although they go out
+# in one buffered write; a one-chunk async iterable sends the same bytes, chunked.
+_LARGE_BODY = 2**20
+_SKIP_AUTO_HEADERS = ("Content-Type",)
+
+
+def _payload(body: Body) -> Body:
+    if isinstance(body, bytes) and len(body) > _LARGE_BODY:
+        return _one_chunk(body)
+    return body
+
+
+async def _one_chunk(body: bytes) -> AsyncIterator[bytes]:
+    yield body
 
 
 def _raise_transport(exc: BaseException, url: str) -> NoReturn:

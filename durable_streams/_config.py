@@ -20,7 +20,9 @@ def _positive(name: str, value: float | None, *, allow_none: bool = True) -> Non
         or not math.isfinite(value)
         or value <= 0
     ):
-        raise InvalidArgumentError(f"{name} must be a positive number of seconds, got {value!r}")
+        raise InvalidArgumentError(
+            f"{name} must be a positive number of seconds, got {value!r}", argument=name
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,14 +85,20 @@ class RetryPolicy:
             if value is None and name == "live_max_retries":
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise InvalidArgumentError(f"{name} must be an integer >= 0, got {value!r}")
+                raise InvalidArgumentError(
+                    f"{name} must be an integer >= 0, got {value!r}", argument=name
+                )
         if not isinstance(self.retry_appends, bool):
-            raise InvalidArgumentError(f"retry_appends must be a bool, got {self.retry_appends!r}")
+            raise InvalidArgumentError(
+                f"retry_appends must be a bool, got {self.retry_appends!r}",
+                argument="retry_appends",
+            )
         _positive("initial_delay", self.initial_delay, allow_none=False)
         _positive("max_delay", self.max_delay, allow_none=False)
         if self.max_delay < self.initial_delay:
             raise InvalidArgumentError(
-                f"max_delay ({self.max_delay}) must be >= initial_delay ({self.initial_delay})"
+                f"max_delay ({self.max_delay}) must be >= initial_delay ({self.initial_delay})",
+                argument="max_delay",
             )
         if (
             isinstance(self.multiplier, bool)
@@ -98,7 +106,9 @@ class RetryPolicy:
             or not math.isfinite(self.multiplier)
             or self.multiplier < 1
         ):
-            raise InvalidArgumentError(f"multiplier must be >= 1, got {self.multiplier!r}")
+            raise InvalidArgumentError(
+                f"multiplier must be >= 1, got {self.multiplier!r}", argument="multiplier"
+            )
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to sleep before retry number ``attempt`` (counting from 0)."""

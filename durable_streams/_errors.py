@@ -114,7 +114,17 @@ class UsageError(DurableStreamsError):
 
 
 class InvalidArgumentError(UsageError, ValueError):
-    """An argument failed validation before any request was sent."""
+    """An argument failed validation before any request was sent.
+
+    Attributes:
+        argument: the name of the rejected parameter (as in the signature), if one was.
+    """
+
+    def __init__(
+        self, message: str, *, argument: str | None = None, url: str | None = None
+    ) -> None:
+        super().__init__(message, url=url)
+        self.argument = argument
 
 
 class ReaderConsumedError(UsageError):

@@ -122,7 +122,9 @@ def _aborted(*, sent: bool = False) -> ResourceClosedError:
 
 def _check_int(name: str, value: object, *, low: int, high: int = MAX_SAFE_INTEGER) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise InvalidArgumentError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
+        raise InvalidArgumentError(
+            f"{name} must be an integer in [{low}, {high}], got {value!r}", argument=name
+        )
     return value
 
 
@@ -178,11 +180,14 @@ class IdempotentProducer:
     ) -> None:
         if not isinstance(producer_id, str) or not producer_id or not producer_id.isprintable():
             raise InvalidArgumentError(
-                f"producer_id must be a non-empty printable str, got {producer_id!r}"
+                f"producer_id must be a non-empty printable str, got {producer_id!r}",
+                argument="producer_id",
             )
         self._epoch = _check_int("epoch", epoch, low=0)
         if not isinstance(auto_claim, bool):
-            raise InvalidArgumentError(f"auto_claim must be a bool, got {auto_claim!r}")
+            raise InvalidArgumentError(
+                f"auto_claim must be a bool, got {auto_claim!r}", argument="auto_claim"
+            )
         self._max_batch_bytes = _check_int("max_batch_bytes", max_batch_bytes, low=1)
         self._max_batch_items = (
             None
@@ -195,7 +200,9 @@ class IdempotentProducer:
             or not math.isfinite(linger)
             or linger < 0
         ):
-            raise InvalidArgumentError(f"linger must be a number of seconds >= 0, got {linger!r}")
+            raise InvalidArgumentError(
+                f"linger must be a number of seconds >= 0, got {linger!r}", argument="linger"
+            )
         self._max_in_flight = _check_int("max_in_flight", max_in_flight, low=1, high=1024)
         self._max_buffer_bytes = _check_int("max_buffer_bytes", max_buffer_bytes, low=1)
         self.stream = stream
@@ -360,7 +367,7 @@ class IdempotentProducer:
                 f"a {self._content_type} stream takes bytes or str, not {type(value).__name__}"
             )
         if not data:
-            raise InvalidArgumentError("cannot append empty data")
+            raise InvalidArgumentError("cannot append empty data", argument="value")
         return data
 
     def _check_usable(self) -> None:

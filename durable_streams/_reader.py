@@ -50,7 +50,9 @@ SSE_MAX_SHORT_CONNECTIONS = 3
 def check_offset(offset: object, *, sentinels: bool = True) -> str:
     """Validate an offset given by a caller; offsets are opaque, but never contain these."""
     if not isinstance(offset, str) or not offset:
-        raise InvalidArgumentError(f"offset must be a non-empty str, got {offset!r}")
+        raise InvalidArgumentError(
+            f"offset must be a non-empty str, got {offset!r}", argument="offset"
+        )
     if not sentinels and offset in ("-1", "now"):
         raise InvalidArgumentError(
             f"offset {offset!r} is a sentinel; pass an offset the server returned"
@@ -126,15 +128,22 @@ class StreamReader:
             live is mode or (isinstance(mode, str) and live == mode) for mode in _LIVE_MODES
         ):
             raise InvalidArgumentError(
-                f"live must be True, False, 'long-poll' or 'sse', got {live!r}"
+                f"live must be True, False, 'long-poll' or 'sse', got {live!r}",
+                argument="live",
             )
         if cursor is not None and (not isinstance(cursor, str) or not cursor):
-            raise InvalidArgumentError(f"cursor must be a non-empty str, got {cursor!r}")
+            raise InvalidArgumentError(
+                f"cursor must be a non-empty str, got {cursor!r}", argument="cursor"
+            )
         self._stream = stream
         self._offset = offset
         self._cursor = cursor
         self._live: LiveMode = live
         self._phase: Literal["catch-up", "long-poll", "sse", "done"] = "catch-up"
+        if offset == "now" and live is not False:
+            # Nothing to catch up on: a live request at "now" waits for new data at once.
+            self._phase = self._live_phase()
+        self._status: int | None = None
         self._up_to_date = False
         self._stream_closed = False
         self._reported_up_to_date = False
@@ -174,6 +183,11 @@ class StreamReader:
     def stream_closed(self) -> bool:
         """Whether the end of a closed stream was reached (iteration is over)."""
         return self._stream_closed
+
+    @property
+    def status(self) -> int | None:
+        """The HTTP status of the latest response (204: a long-poll ended with no data)."""
+        return self._status
 
     @property
     def live(self) -> LiveMode:
@@ -347,6 +361,7 @@ class StreamReader:
         result = await session._request(
             "GET", url, params=params, retries=self._retries(), live=live, stream=True
         )
+        self._status = result.status
         if isinstance(result, Response):
             if result.status != 204:
                 raise error_for(result.status, result.headers, op=Op.READ, url=url)
@@ -454,6 +469,8 @@ class StreamReader:
         self._failures = 0
 
     async def _sse_open(self) -> _SSEConnection:
+        if self._stream.content_type is None:
+            await self._stream._known_content_type()  # how to decode data events
         params = {h.PARAM_OFFSET: self._offset, h.PARAM_LIVE: "sse"}
         if self._cursor is not None:
             params[h.PARAM_CURSOR] = self._cursor
@@ -461,6 +478,7 @@ class StreamReader:
         result = await session._request(
             "GET", url, params=params, retries=self._retries(), live=True, stream=True
         )
+        self._status = result.status
         if isinstance(result, Response):
             raise error_for(result.status, result.headers, op=Op.READ, url=url)
         return _SSEConnection(result)

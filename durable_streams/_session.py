@@ -80,16 +80,21 @@ class Session:
         if base_url is not None:
             _check_absolute(base_url)
         if timeout is not None and not isinstance(timeout, Timeouts):
-            raise InvalidArgumentError(f"timeout must be a Timeouts, got {type(timeout).__name__}")
+            raise InvalidArgumentError(
+                f"timeout must be a Timeouts, got {type(timeout).__name__}", argument="timeout"
+            )
         if retry is not None and not isinstance(retry, RetryPolicy):
-            raise InvalidArgumentError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
+            raise InvalidArgumentError(
+                f"retry must be a RetryPolicy, got {type(retry).__name__}", argument="retry"
+            )
         if (
             isinstance(max_connections, bool)
             or not isinstance(max_connections, int)
             or max_connections < 1
         ):
             raise InvalidArgumentError(
-                f"max_connections must be a positive integer, got {max_connections!r}"
+                f"max_connections must be a positive integer, got {max_connections!r}",
+                argument="max_connections",
             )
         self.base_url = base_url
         self.headers: dict[str, DynamicValue] = dict(headers or {})

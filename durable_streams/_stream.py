@@ -87,7 +87,7 @@ class Stream:
         """
         _check_content_type(content_type)
         if not isinstance(closed, bool):
-            raise InvalidArgumentError(f"closed must be a bool, got {closed!r}")
+            raise InvalidArgumentError(f"closed must be a bool, got {closed!r}", argument="closed")
         headers = {h.CONTENT_TYPE: content_type, **_expiry_headers(ttl, expires_at)}
         if closed:
             headers[h.STREAM_CLOSED] = h.TRUE
@@ -138,7 +138,8 @@ class Stream:
         if sub_offset is not None:
             if isinstance(sub_offset, bool) or not isinstance(sub_offset, int) or sub_offset < 0:
                 raise InvalidArgumentError(
-                    f"sub_offset must be an integer >= 0, got {sub_offset!r}"
+                    f"sub_offset must be an integer >= 0, got {sub_offset!r}",
+                    argument="sub_offset",
                 )
             headers[h.STREAM_FORK_SUB_OFFSET] = str(sub_offset)
         if content_type is not None:
@@ -229,7 +230,7 @@ class Stream:
             SequenceConflictError: ``seq`` is not above the last one.
         """
         if not isinstance(close, bool):
-            raise InvalidArgumentError(f"close must be a bool, got {close!r}")
+            raise InvalidArgumentError(f"close must be a bool, got {close!r}", argument="close")
         if self.content_type is None:
             _precheck(data)  # before the HEAD: bad input sends nothing at all
         content_type = await self._known_content_type()
@@ -250,7 +251,9 @@ class Stream:
         elements). A streamed body cannot be replayed, so it is never retried.
         """
         if not hasattr(chunks, "__aiter__"):
-            raise InvalidArgumentError("chunks must be an async iterable of bytes")
+            raise InvalidArgumentError(
+                "chunks must be an async iterable of bytes", argument="chunks"
+            )
         content_type = await self._known_content_type()
         return await self._post(
             _checked_chunks(chunks), content_type=content_type, seq=seq, close=close
@@ -342,7 +345,9 @@ class Stream:
         headers = {h.CONTENT_TYPE: content_type}
         if seq is not None:
             if not isinstance(seq, str) or not seq or not seq.isprintable():
-                raise InvalidArgumentError(f"seq must be a non-empty printable str, got {seq!r}")
+                raise InvalidArgumentError(
+                    f"seq must be a non-empty printable str, got {seq!r}", argument="seq"
+                )
             headers[h.STREAM_SEQ] = seq
         if close:
             headers[h.STREAM_CLOSED] = h.TRUE
@@ -409,7 +414,7 @@ def encode_body(data: object, content_type: str, *, allow_empty: bool) -> bytes:
             f"a {content_type} stream takes bytes or str, not {type(data).__name__}"
         )
     if not body and not allow_empty:
-        raise InvalidArgumentError("cannot append empty data")
+        raise InvalidArgumentError("cannot append empty data", argument="data")
     return body
 
 
@@ -417,7 +422,7 @@ def _precheck(data: object) -> None:
     """Refuse data that no stream of any content type could take."""
     if isinstance(data, bytes | bytearray | memoryview):
         if not data:
-            raise InvalidArgumentError("cannot append empty data")
+            raise InvalidArgumentError("cannot append empty data", argument="data")
     elif not isinstance(data, str):
         encode_json_value(data)  # only a JSON stream takes other values, and only JSON ones
 
@@ -438,17 +443,19 @@ def _check_content_type(content_type: object) -> None:
         or not content_type.isprintable()
     ):
         raise InvalidArgumentError(
-            f"content_type must be a MIME type like 'application/json', got {content_type!r}"
+            f"content_type must be a MIME type like 'application/json', got {content_type!r}",
+            argument="content_type",
         )
 
 
 def _expiry_headers(ttl: int | None, expires_at: datetime | str | None) -> dict[str, str]:
     if ttl is not None and expires_at is not None:
-        raise InvalidArgumentError("give ttl or expires_at, not both")
+        raise InvalidArgumentError("give ttl or expires_at, not both", argument="expires_at")
     if ttl is not None:
         if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 0:
             raise InvalidArgumentError(
-                f"ttl must be an integer number of seconds >= 0, got {ttl!r}"
+                f"ttl must be an integer number of seconds >= 0, got {ttl!r}",
+                argument="ttl",
             )
         return {h.STREAM_TTL: str(ttl)}
     if expires_at is not None:
@@ -459,7 +466,7 @@ def _expiry_headers(ttl: int | None, expires_at: datetime | str | None) -> dict[
 def _rfc3339(value: datetime | str) -> str:
     if isinstance(value, datetime):
         if value.tzinfo is None:
-            raise InvalidArgumentError("expires_at must be timezone-aware")
+            raise InvalidArgumentError("expires_at must be timezone-aware", argument="expires_at")
         return value.isoformat()
     if isinstance(value, str):
         try:
@@ -467,6 +474,10 @@ def _rfc3339(value: datetime | str) -> str:
         except ValueError:
             parsed = None
         if parsed is None or parsed.tzinfo is None:
-            raise InvalidArgumentError(f"expires_at must be an RFC 3339 timestamp, got {value!r}")
+            raise InvalidArgumentError(
+                f"expires_at must be an RFC 3339 timestamp, got {value!r}", argument="expires_at"
+            )
         return value
-    raise InvalidArgumentError(f"expires_at must be a datetime or str, got {type(value).__name__}")
+    raise InvalidArgumentError(
+        f"expires_at must be a datetime or str, got {type(value).__name__}", argument="expires_at"
+    )

@@ -22,7 +22,7 @@ from ._errors import (
 )
 from ._protocol import headers as h
 from ._protocol.errors import Op, error_for, is_retryable_status, retry_after
-from ._protocol.framing import encode_json_value, frame_json_batch, is_json
+from ._protocol.framing import check_json_bytes, encode_json_value, frame_json_batch, is_json
 
 if TYPE_CHECKING:
     from ._stream import Stream
@@ -34,7 +34,7 @@ log = logging.getLogger("durable_streams")
 MAX_SAFE_INTEGER = 2**53 - 1
 _MISSING: Any = object()
 # How many times one batch may be resent after 409 gaps caused by its own pipeline.
-_MAX_GAP_WAITS = 16
+_MAX_GAP_WAITS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,11 +98,14 @@ class Receipt:
 
 
 class _Batch:
-    __slots__ = ("body", "close", "count", "epoch", "future", "parts", "seq", "size")
+    __slots__ = ("body", "close", "count", "data_bytes", "epoch", "future", "parts", "seq", "size")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, *, framing: int) -> None:
         self.parts: list[bytes] = []
-        self.size = 0
+        # The body's length if sent now: the messages plus, on JSON streams, "[", "]"
+        # and the commas between them.
+        self.size = framing
+        self.data_bytes = 0
         self.count = 0
         self.future: asyncio.Future[ProducerAck] = loop.create_future()
         self.epoch = 0
@@ -229,13 +232,14 @@ class IdempotentProducer:
         self._last_offset: str | None = None
         self._stats = {"batches": 0, "messages": 0, "bytes": 0, "duplicates": 0, "retries": 0}
         # Batches created and not yet settled (open, sealed, waiting for a slot, in flight).
-        self._unfinished = 0
+        self._unfinished: set[_Batch] = set()
+        self._close_result: asyncio.Future[str] | None = None
+        # The highest epoch the server reported when it fenced this producer.
+        self._fenced_by: int | None = None
         # asyncio primitives bind to a loop only when first awaited, so creating them here
         # does no I/O and needs no running loop.
         self._wakeup = asyncio.Event()
         self._space = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
         self._landed = asyncio.Event()
         self._slots = asyncio.Semaphore(self._max_in_flight)
 
@@ -358,6 +362,9 @@ class IdempotentProducer:
         self._check_usable()
         if isinstance(value, bytes | bytearray | memoryview):
             data = bytes(value)
+            if self._json:
+                # One bad message would make the server refuse its whole batch.
+                return check_json_bytes(data)
         elif self._json:
             return encode_json_value(value)
         elif isinstance(value, str):
@@ -388,26 +395,30 @@ class IdempotentProducer:
     def _buffer(self, data: bytes) -> Receipt:
         batch = self._open
         size = len(data)
+        # On JSON streams every message after the first adds a comma.
+        added = size + 1 if self._json and batch is not None and batch.count else size
         if batch is not None and (
-            batch.size + size + 1 > self._max_batch_bytes
+            batch.size + added > self._max_batch_bytes
             or (self._max_batch_items is not None and batch.count >= self._max_batch_items)
         ):
             self._seal()
             batch = None
         if batch is None:
             batch = self._open = self._new_batch()
+            added = size
             self._wake()
         batch.parts.append(data)
-        batch.size += size + 1
+        batch.size += added
+        batch.data_bytes += size
         batch.count += 1
         self._buffered_bytes += size
         self._buffered_messages += 1
         return Receipt(batch.future)
 
     def _new_batch(self) -> _Batch:
-        self._unfinished += 1
-        self._idle.clear()
-        return _Batch(asyncio.get_running_loop())
+        batch = _Batch(asyncio.get_running_loop(), framing=2 if self._json else 0)
+        self._unfinished.add(batch)
+        return batch
 
     def _seal(self) -> None:
         if self._open is not None:
@@ -428,13 +439,19 @@ class IdempotentProducer:
         """
         if self._state == "new":
             return
+        await self._settled(list(self._unfinished))
+        self._raise_failure()
+
+    async def _settled(self, batches: list[_Batch]) -> None:
+        """Wait until these batches are answered (or failed), sending them without linger."""
+        if not batches:
+            return
         self._flush_requested += 1
         self._wake()
         try:
-            await self._idle.wait()
+            await asyncio.wait([batch.future for batch in batches])
         finally:
             self._flush_requested -= 1
-        self._raise_failure()
 
     async def close_stream(self, final: object = _MISSING) -> str:
         """Flush, then close the stream (EOF for readers) as part of this producer's sequence.
@@ -447,16 +464,27 @@ class IdempotentProducer:
         Raises:
             StreamClosedError: the stream was already closed by someone else.
         """
-        if self._stream_closed_offset is not None:
-            return self._stream_closed_offset
-        if self._state == "new":
-            await self.start()
+        if self._close_result is None:
+            if self._state == "new":
+                await self.start()
+            body = b""
+            if final is not _MISSING:
+                body = self._encode(final)
+                if self._json:
+                    body = frame_json_batch([body])
+            self._close_result = asyncio.get_running_loop().create_future()
+            try:
+                self._close_result.set_result(await self._close(body))
+            except BaseException as exc:
+                failed, self._close_result = self._close_result, None
+                failed.set_exception(exc if isinstance(exc, Exception) else _aborted())
+                failed.exception()  # retrieved: raised below to this caller
+                raise
+        # A concurrent or repeated call shares the first one's outcome.
+        return await asyncio.shield(self._close_result)
+
+    async def _close(self, body: bytes) -> str:
         await self.flush()
-        body = b""
-        if final is not _MISSING:
-            body = self._encode(final)
-            if self._json:
-                body = frame_json_batch([body])
         batch = self._new_batch()
         batch.close = True
         batch.body = body
@@ -468,19 +496,20 @@ class IdempotentProducer:
         return offset
 
     async def restart(self, epoch: int | None = None) -> None:
-        """Carry on under a new epoch (default: the current one + 1), from sequence 0.
+        """Carry on under a new epoch, from sequence 0.
 
-        Clears a failure: whatever failed stays failed (its receipts raised), and new
-        messages go out under the new epoch. Waits for batches still in flight first.
+        The default epoch is one above both the current one and any epoch the server
+        fenced this producer with, so a restarted producer never reuses (and so never
+        has deduplicated away) a pair another instance wrote under. Clears a failure:
+        whatever failed stays failed (its receipts raised), and new messages go out
+        under the new epoch. Waits for batches still in flight first.
         """
-        new_epoch = self._epoch + 1 if epoch is None else _check_int("epoch", epoch, low=0)
+        if epoch is None:
+            new_epoch = max(self._epoch, self._fenced_by or 0) + 1
+        else:
+            new_epoch = _check_int("epoch", epoch, low=0)
         if self._state == "running":
-            self._flush_requested += 1
-            self._wake()
-            try:
-                await self._idle.wait()
-            finally:
-                self._flush_requested -= 1
+            await self._settled(list(self._unfinished))
         self._epoch = new_epoch
         self._next_seq = 0
         self._claimed = not self.auto_claim
@@ -635,8 +664,10 @@ class IdempotentProducer:
                 attempt += 1
                 continue
             error = error_for(status, hdrs, op=Op.PRODUCE, url=url)
-            if isinstance(error, StaleEpochError) and self._may_claim(batch, error):
-                continue
+            if isinstance(error, StaleEpochError):
+                if self._may_claim(batch, error):
+                    continue
+                self._fenced_by = max(self._fenced_by or 0, error.current_epoch or 0)
             if (
                 isinstance(error, SequenceGapError)
                 and gap_waits < _MAX_GAP_WAITS
@@ -663,9 +694,10 @@ class IdempotentProducer:
         expected = error.expected_seq
         if expected is None or expected >= batch.seq or batch.epoch != self._epoch:
             return False
+        # The earlier batches may still be on their way, or may have landed after the
+        # server answered: either way, resend once they are done. A real gap (the server
+        # lost this producer's state) answers 409 again, and _MAX_GAP_WAITS ends it.
         earlier = range(expected, batch.seq)
-        if not any(seq in self._in_flight for seq in earlier):
-            return False  # nothing is on its way to fill the gap: it is real
         while any(seq in self._in_flight for seq in earlier):
             self._landed.clear()
             await self._landed.wait()
@@ -682,11 +714,9 @@ class IdempotentProducer:
     def _settle(self, batch: _Batch) -> None:
         """Release a finished batch's room in the buffer."""
         self._buffered_messages -= batch.count
-        self._buffered_bytes -= batch.size - batch.count
-        self._unfinished -= 1
+        self._buffered_bytes -= batch.data_bytes
+        self._unfinished.discard(batch)
         self._space.set()
-        if self._unfinished == 0:
-            self._idle.set()
 
     def _fail_batch(self, batch: _Batch, error: BaseException) -> None:
         self._settle(batch)

@@ -12,6 +12,7 @@ from ._protocol import headers as h
 from ._protocol.errors import Op, error_for
 from ._protocol.framing import (
     DEFAULT_CONTENT_TYPE,
+    check_json_bytes,
     encode_json_append,
     encode_json_value,
     is_json,
@@ -415,6 +416,8 @@ def encode_body(data: object, content_type: str, *, allow_empty: bool) -> bytes:
         )
     if not body and not allow_empty:
         raise InvalidArgumentError("cannot append empty data", argument="data")
+    if body and is_json(content_type):
+        check_json_bytes(body)
     return body
 
 

@@ -55,6 +55,15 @@ def encode_json_value(value: object) -> bytes:
         raise InvalidArgumentError(f"value is not JSON-serialisable: {exc}") from exc
 
 
+def check_json_bytes(data: bytes) -> bytes:
+    """Check that already-encoded bytes are one valid JSON value, as a JSON stream needs."""
+    try:
+        _loads(data.decode())
+    except ValueError as exc:
+        raise InvalidArgumentError(f"bytes are not valid JSON: {exc}", argument="data") from exc
+    return data
+
+
 def frame_json_batch(encoded: Iterable[bytes]) -> bytes:
     """Wrap already-encoded messages as the one JSON array the protocol appends."""
     return b"[" + b",".join(encoded) + b"]"

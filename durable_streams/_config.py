@@ -30,7 +30,9 @@ class Timeouts:
     """How long to wait, in seconds. ``None`` means no limit.
 
     Attributes:
-        connect: establishing a connection (including a pooled connection's wait).
+        connect: opening a new TCP connection. (Waiting for a free connection in a full
+            pool is bounded by ``request`` for ordinary requests, and not at all for live
+            reads: size ``Session(max_connections=...)`` for your readers.)
         request: a whole non-live request and its response body.
         live_idle: the longest silence tolerated on a live read (long-poll or SSE) before
             the connection is treated as dead and the read reconnects. Keep it above the

@@ -342,7 +342,13 @@ class IdempotentProducer:
         while not self._fits(len(data)):
             self._space.clear()
             await self._space.wait()
-        return self._buffer(data)
+        sealed = len(self._sealed)
+        receipt = self._buffer(data)
+        if len(self._sealed) > sealed:
+            # A batch is full: let the sender take it now, so a tight loop of appends
+            # neither starves other tasks nor holds back sending until the buffer fills.
+            await asyncio.sleep(0)
+        return receipt
 
     def append_nowait(self, value: object) -> Receipt:
         """Buffer one message without waiting; :class:`BufferFullError` if there is no room.

@@ -55,10 +55,13 @@ def check_offset(offset: object, *, sentinels: bool = True) -> str:
         )
     if not sentinels and offset in ("-1", "now"):
         raise InvalidArgumentError(
-            f"offset {offset!r} is a sentinel; pass an offset the server returned"
+            f"offset {offset!r} is a sentinel; pass an offset the server returned",
+            argument="offset",
         )
     if any(c in _FORBIDDEN_IN_OFFSET or not c.isprintable() for c in offset):
-        raise InvalidArgumentError(f"offset {offset!r} contains characters no server offset has")
+        raise InvalidArgumentError(
+            f"offset {offset!r} contains characters no server offset has", argument="offset"
+        )
     return offset
 
 
@@ -102,10 +105,12 @@ class StreamReader:
     chunks on other streams. :meth:`batches` yields :class:`Batch` records instead, which
     carry the offset to checkpoint. A reader is consumed once.
 
-    ``async with`` guarantees that an open SSE connection is closed on exit; so does
+    ``async with`` guarantees that an open connection is closed on exit; so does
     :meth:`aclose`, after which iteration ends. Cancelling a task that is waiting in the
-    reader closes any SSE connection; the reader can still be iterated later and resumes
-    from its last delivered offset, so nothing is skipped or repeated.
+    reader closes its connection but keeps its position: calling ``anext()`` on the same
+    reader again (or starting ``read(reader.offset)``) carries on with nothing skipped or
+    repeated. (A second ``async for`` over one reader is refused: a reader is consumed
+    once.)
 
     Transient failures (network errors, 429, 5xx) are retried with backoff, forever by
     default while live (see :attr:`RetryPolicy.live_max_retries`). A malformed response

@@ -60,7 +60,7 @@ class Stream:
     async def create(
         self,
         *,
-        content_type: str = DEFAULT_CONTENT_TYPE,
+        content_type: str = "application/octet-stream",
         ttl: int | None = None,
         expires_at: datetime | str | None = None,
         closed: bool = False,
@@ -157,7 +157,8 @@ class Stream:
         Never cached: every call asks the server. Does not reset the stream's TTL.
 
         Raises:
-            StreamNotFoundError: no stream here. GoneError: the stream was deleted.
+            StreamNotFoundError: no stream here.
+            GoneError: the stream was deleted (forks keep its data).
         """
         response = await self.session._fetch(
             "HEAD", self.url, retries=self.session.retry.max_retries
@@ -193,7 +194,8 @@ class Stream:
 
         Raises:
             StreamNotFoundError: no stream here (also after a retry whose first attempt had
-                already deleted it). GoneError: already deleted while forks keep its data.
+                already deleted it).
+            GoneError: already deleted while forks keep its data.
         """
         response = await self.session._fetch(
             "DELETE", self.url, retries=self.session.retry.max_retries
@@ -320,12 +322,33 @@ class Stream:
     def producer(
         self,
         producer_id: str,
-        **options: Any,
+        *,
+        epoch: int = 0,
+        auto_claim: bool = False,
+        max_batch_bytes: int = 1024 * 1024,
+        max_batch_items: int | None = None,
+        linger: float = 0.005,
+        max_in_flight: int = 5,
+        max_buffer_bytes: int = 64 * 1024 * 1024,
     ) -> IdempotentProducer:
-        """An idempotent producer writing to this stream; see :class:`IdempotentProducer`."""
+        """An idempotent producer writing to this stream; see :class:`IdempotentProducer`.
+
+        No I/O: the producer starts on ``async with`` (or its first append). The options
+        are documented on :class:`IdempotentProducer`.
+        """
         from ._producer import IdempotentProducer  # noqa: PLC0415 - import cycle
 
-        return IdempotentProducer(self, producer_id, **options)
+        return IdempotentProducer(
+            self,
+            producer_id,
+            epoch=epoch,
+            auto_claim=auto_claim,
+            max_batch_bytes=max_batch_bytes,
+            max_batch_items=max_batch_items,
+            linger=linger,
+            max_in_flight=max_in_flight,
+            max_buffer_bytes=max_buffer_bytes,
+        )
 
     # -- internals --------------------------------------------------------------------
 
@@ -427,7 +450,8 @@ def _precheck(data: object) -> None:
         if not data:
             raise InvalidArgumentError("cannot append empty data", argument="data")
     elif not isinstance(data, str):
-        encode_json_value(data)  # only a JSON stream takes other values, and only JSON ones
+        # Only a JSON stream takes other values, and only JSON ones.
+        encode_json_value(data, argument="data")
 
 
 async def _checked_chunks(chunks: AsyncIterable[bytes]) -> AsyncIterable[bytes]:

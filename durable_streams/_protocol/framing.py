@@ -47,12 +47,14 @@ def is_text(content_type: str | None) -> bool:
     return media_type(content_type).startswith("text/")
 
 
-def encode_json_value(value: object) -> bytes:
+def encode_json_value(value: object, *, argument: str = "value") -> bytes:
     """Serialise one message strictly, raising :class:`InvalidArgumentError` if it is not JSON."""
     try:
         return _encoder.encode(value).encode()
     except (TypeError, ValueError, RecursionError) as exc:
-        raise InvalidArgumentError(f"value is not JSON-serialisable: {exc}") from exc
+        raise InvalidArgumentError(
+            f"{argument} is not JSON-serialisable: {exc}", argument=argument
+        ) from exc
 
 
 def check_json_bytes(data: bytes) -> bytes:
@@ -69,9 +71,9 @@ def frame_json_batch(encoded: Iterable[bytes]) -> bytes:
     return b"[" + b",".join(encoded) + b"]"
 
 
-def encode_json_append(value: object) -> bytes:
+def encode_json_append(value: object, *, argument: str = "data") -> bytes:
     """The body that appends ``value`` as exactly one message (wrapped, so arrays stay whole)."""
-    return b"[" + encode_json_value(value) + b"]"
+    return b"[" + encode_json_value(value, argument=argument) + b"]"
 
 
 def parse_json_body(body: bytes, *, offset: str | None, url: str | None = None) -> list[Any]:

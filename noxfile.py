@@ -19,7 +19,7 @@ def _server(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """Run the test suite against the real reference server."""
-    session.install("-e", ".[tests]")
+    session.install("-e", ".[tests,examples]")
     _server(session)
     session.run("pytest", *session.posargs)
 
@@ -45,3 +45,35 @@ def demo(session: nox.Session) -> None:
     session.install("-e", ".")
     _server(session)
     session.run("python", "-m", "tests.with_server", "python", "examples/quickstart.py")
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Benchmarks vs the official clients and raw aiohttp (``nox -s bench -- --quick``).
+
+    Writes docs/benchmarks/results.json and chart.png and the table in docs/benchmarks.md;
+    ``-- --help`` lists the driver's options (rounds, cases, implementations).
+    """
+    session.install("-e", ".", "matplotlib")
+    _server(session)
+    session.run(
+        "npm", "ci", "--prefix", "tests/benchmarks/ts", "--no-audit", "--no-fund", external=True
+    )
+    # The official Python client also imports as durable_streams: it gets a venv of its own.
+    pypi_venv = session.cache_dir / "bench-pypi-durable-streams-0.1.0"
+    pypi_python = pypi_venv / "bin" / "python"
+    if not pypi_python.exists():
+        session.run("python", "-m", "venv", "--clear", str(pypi_venv))
+    session.run(
+        str(pypi_python), "-m", "pip", "install", "-q", "durable-streams==0.1.0", external=True
+    )
+    session.run(
+        "python", "tests/benchmarks/run.py", "--pypi-python", str(pypi_python), *session.posargs
+    )
+
+
+@nox.session(python=PYTHON)
+def docs(session: nox.Session) -> None:
+    """Build the documentation site (mkdocs --strict); the API reference is from docstrings."""
+    session.install("-e", ".[docs]")
+    session.run("mkdocs", "build", "--strict", *session.posargs, env={"NO_MKDOCS_2_WARNING": "1"})

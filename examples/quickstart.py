@@ -1,10 +1,17 @@
 """Quick start: create a JSON stream, write to it, and tail it live until it closes.
 
-Run it against any Durable Streams server::
+This is what ``nox -s demo`` (the README's demo command) runs. To run it by hand with the
+repository's reference server (Node.js; install it once with ``npm ci --prefix tests/server``)::
+
+    python -m tests.with_server python examples/quickstart.py
+
+or against any Durable Streams server::
 
     DURABLE_STREAMS_URL=http://127.0.0.1:4437 python examples/quickstart.py
 
-or let ``nox -s demo`` start a local reference server and run it for you.
+A writer task appends five events and then closes the stream; meanwhile the reader
+catches up and follows the stream live, and its loop ends by itself at the end of the
+closed stream.
 """
 
 import asyncio

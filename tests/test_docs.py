@@ -1,4 +1,11 @@
-"""Every Python code block in README.md and docs/ runs against the real server."""
+"""Every Python code block in README.md and docs/ runs against the real server.
+
+The fence convention: a ```python block is a complete program: it reads
+``DURABLE_STREAMS_URL``, uses stream paths no other block uses, and exits 0. Fragments,
+and ``examples/`` files included with ``--8<--``, use ```py; they are shown, not run here
+(the examples run in tests/test_examples.py). Shell commands and output use ```bash,
+```console or ```text. Fences must start the line.
+"""
 
 from __future__ import annotations
 
@@ -32,7 +39,12 @@ def test_code_block_runs(where: str, code: str, server: ReferenceServer, tmp_pat
     script.write_text(code.replace('"/readme/', f'"/{tmp_path.name}/readme/'))
     env = {**os.environ, "DURABLE_STREAMS_URL": server.url}
     result = subprocess.run(
-        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, str(script)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 0, f"{where} failed:\n{result.stdout}\n{result.stderr}"
 

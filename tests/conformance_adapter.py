@@ -14,6 +14,9 @@ Rules this adapter keeps:
   exception's type (:func:`error_result`). The adapter never retries, repairs or second-guesses
   the library: retries, framing, SSE decoding, producer sequencing and auto-claim are the
   library's job.
+* One status is imitated: the library refuses an empty ``append`` locally, before any request,
+  and the adapter reports that refusal with the protocol's status for it, ``400``, marked as
+  imitated (:func:`empty_append_result`).
 * Bounded reads (``timeoutMs``, ``maxChunks``, ``waitForUpToDate``) iterate the library's
   :meth:`durable_streams.StreamReader.batches` under an :func:`asyncio.timeout`.
 * Dynamic headers and parameters are callables stored in ``session.headers`` and
@@ -88,6 +91,18 @@ ERROR_CODES: Final[tuple[tuple[type[BaseException], str], ...]] = (
 )
 
 
+# The library's parameter names (InvalidArgumentError.argument) that the suite spells
+# differently from plain camelCase: seconds in Python, milliseconds in the suite.
+SUITE_ARGUMENTS: Final = {
+    "initial_delay": "initialDelayMs",
+    "max_delay": "maxDelayMs",
+    "linger": "lingerMs",
+}
+
+# What the protocol answers to an empty append; see empty_append_result.
+EMPTY_APPEND_STATUS: Final = 400
+
+
 class CommandError(Exception):
     """A command the adapter cannot carry out as sent (unknown type, missing field)."""
 
@@ -99,21 +114,66 @@ class CommandError(Exception):
 # -- small helpers ---------------------------------------------------------------------
 
 
+def suite_argument(argument: str) -> str:
+    """The suite's name for a parameter named ``argument`` in the Python signature.
+
+    The suite's names are camelCase, and parameters that the library takes in seconds are
+    given in milliseconds with an ``Ms`` suffix (``initial_delay`` -> ``initialDelayMs``).
+    """
+    known = SUITE_ARGUMENTS.get(argument)
+    if known is not None:
+        return known
+    head, *rest = argument.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
 def error_result(command_type: str, exc: BaseException) -> Result:
-    """The suite's error result for an exception raised while handling ``command_type``."""
+    """The suite's error result for an exception raised while handling ``command_type``.
+
+    An :class:`durable_streams.InvalidArgumentError` that names the rejected parameter gets
+    the suite's name for it in front of the library's message (the validation tests look for
+    ``maxRetries``, ``initialDelayMs``, ... in the message) and in ``details``.
+    """
     if isinstance(exc, CommandError):
         code = exc.code
     else:
         code = next((name for cls, name in ERROR_CODES if isinstance(exc, cls)), "INTERNAL_ERROR")
+    message = str(exc) or type(exc).__name__
+    details: dict[str, Any] = {}
+    if isinstance(exc, ds.InvalidArgumentError) and exc.argument is not None:
+        name = suite_argument(exc.argument)
+        message = f"invalid {name}: {message}"
+        details["argument"] = name
     result: Result = {
         "type": "error",
         "success": False,
         "commandType": command_type,
         "errorCode": code,
-        "message": str(exc) or type(exc).__name__,
+        "message": message,
     }
     if isinstance(exc, ds.DurableStreamsError) and exc.status is not None:
         result["status"] = exc.status
+    if details:
+        result["details"] = details
+    return result
+
+
+def empty_append_result(exc: ds.InvalidArgumentError) -> Result:
+    """The error result for an empty ``append``, which the library refuses before sending.
+
+    The protocol answers an empty append (without ``Stream-Closed``) with ``400``, and the
+    suite checks for that status. The library deliberately raises
+    :class:`durable_streams.InvalidArgumentError` instead, without sending a request, so no
+    server ever answered: the ``400`` here is imitated by this adapter, as the protocol
+    checklist allows ("pass it to the server (or imitate that status)"). ``details`` says so.
+    """
+    result = error_result("append", exc)
+    result["status"] = EMPTY_APPEND_STATUS
+    result["message"] += (
+        f" (refused by the client before sending; status {EMPTY_APPEND_STATUS} imitated"
+        " by the conformance adapter, no request was made)"
+    )
+    result["details"] = {**result.get("details", {}), "statusImitated": True}
     return result
 
 
@@ -366,8 +426,13 @@ class Adapter:
         seq = command.get("seq")
         body = payload(command)
         self.start_dynamic()
-        with self.command_headers(command):
-            appended = await stream.append(body, seq=None if seq is None else _seq_text(seq))
+        try:
+            with self.command_headers(command):
+                appended = await stream.append(body, seq=None if seq is None else _seq_text(seq))
+        except ds.InvalidArgumentError as exc:
+            if exc.argument == "data" and not body:
+                return empty_append_result(exc)
+            raise
         return self.dynamic_sent(
             {"type": "append", "success": True, "status": 200, "offset": appended.offset}
         )
@@ -420,7 +485,8 @@ class Adapter:
         read stops at the end of a closed stream, after ``maxChunks`` deliveries with data,
         at the first up-to-date delivery if ``waitForUpToDate``, or when ``timeoutMs`` runs
         out; reaching the time limit is not an error. Each delivery with data becomes one
-        chunk.
+        chunk. ``status`` is the reader's :attr:`~durable_streams.StreamReader.status`, the
+        status of the latest response (``204`` when a long-poll ended without data).
         """
         stream = self.stream(field(command, "path"))
         live = live_mode(command)
@@ -451,12 +517,14 @@ class Adapter:
         result: Result = {
             "type": "read",
             "success": True,
-            "status": 200,
             "chunks": chunks,
             "offset": reader.offset,
             "upToDate": reader.up_to_date,
             "streamClosed": reader.stream_closed,
         }
+        if reader.status is not None:
+            # The latest response's status: 204 when a long-poll ended without data.
+            result["status"] = reader.status
         if reader.cursor is not None:
             result["cursor"] = reader.cursor
         return self.dynamic_sent(result)
@@ -610,7 +678,11 @@ class Adapter:
     # -- validation ---------------------------------------------------------------------
 
     async def validate(self, command: Command) -> Result:
-        """``validate``: construct the object with the given options; no network."""
+        """``validate``: construct the object with the given options; no network.
+
+        A rejected value is the library's :class:`durable_streams.InvalidArgumentError`;
+        :func:`error_result` puts the suite's name of the parameter in the message.
+        """
         target = command.get("target")
         if not isinstance(target, dict):
             raise CommandError("command field 'target' must be an object", code="INVALID_ARGUMENT")

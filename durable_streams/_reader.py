@@ -11,6 +11,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from ._errors import (
+    DurableStreamsError,
     InvalidArgumentError,
     ParseError,
     ReaderConsumedError,
@@ -355,8 +356,7 @@ class StreamReader:
 
     # -- catch-up and long-poll -------------------------------------------------------
 
-    async def _poll_step(self, *, live: bool, skip: int = 0) -> None:
-        skip, self._resume_skip = skip or self._resume_skip, 0
+    async def _poll_step(self, *, live: bool) -> None:
         params = {h.PARAM_OFFSET: self._offset}
         if self._cursor is not None:
             params[h.PARAM_CURSOR] = self._cursor
@@ -370,6 +370,8 @@ class StreamReader:
         if isinstance(result, Response):
             if result.status != 204:
                 raise error_for(result.status, result.headers, op=Op.READ, url=url)
+            if self._resume_skip:
+                raise self._shrunk()
             self._deliver(self._batch(result.headers, []))
             return
         content_type = result.headers.get(h.CONTENT_TYPE)
@@ -385,25 +387,29 @@ class StreamReader:
             finally:
                 result.close()
             items = parse_json_body(body, offset=self._offset, url=url)
-            self._deliver(self._batch(result.headers, items))
+            batch = self._batch(result.headers, items)
+            if items and not self._advances(batch.offset):
+                await self._read_failed(self._not_advancing(batch.offset))
+                return
+            self._deliver(batch)
         else:
-            self._body = _BodyRead(result, live=live, skip=skip)
+            # The count of bytes already delivered from this offset stays saved until
+            # now, so a cancellation while the request was on its way loses nothing.
+            self._body = _BodyRead(result, live=live, skip=self._resume_skip)
+            self._resume_skip = 0
 
     async def _body_step(self, body: _BodyRead) -> None:
         """Deliver the next piece of a byte-stream body, or finish it."""
         try:
             chunk = await body.stream.read_chunk()
-        except asyncio.CancelledError:
+        except BaseException as exc:
+            # Data at an offset never changes: the next read asks for the same offset and
+            # skips what this body already delivered, so nothing is lost or repeated.
             self._drop_body()
-            # Pieces already delivered are skipped when the same offset is read again.
             self._resume_skip = body.delivered
-            raise
-        except TransportError as exc:
-            self._drop_body()
+            if not isinstance(exc, TransportError):
+                raise
             await self._read_failed(exc)
-            # Data at an offset never changes: read the same range again and skip what
-            # was already delivered, so nothing is lost or repeated.
-            await self._poll_step(live=body.live, skip=body.delivered)
             return
         if chunk:
             chunk = body.take(chunk)
@@ -412,12 +418,41 @@ class StreamReader:
             return
         self._drop_body()
         if body.skip:
-            raise ParseError(
-                "a re-read of the same offset returned less data than before",
-                offset=self._offset,
-                url=self._stream.url,
-            )
-        self._deliver(self._batch(body.stream.headers, []))
+            raise self._shrunk()
+        batch = self._batch(body.stream.headers, [])
+        if body.delivered and not self._advances(batch.offset):
+            self._resume_skip = body.delivered
+            await self._read_failed(self._not_advancing(batch.offset))
+            return
+        self._deliver(batch)
+
+    def _advances(self, next_offset: str) -> bool:
+        """Whether ``next_offset`` lies past the offset read (offsets of one stream sort)."""
+        return self._offset in ("-1", "now") or next_offset > self._offset
+
+    def _shrunk(self) -> ParseError:
+        return ParseError(
+            "a re-read of the same offset returned less data than before",
+            offset=self._offset,
+            url=self._stream.url,
+        )
+
+    def _not_advancing(self, next_offset: str) -> ParseError:
+        # Seen on the file-backed reference server when a read races an append: the
+        # body has the new data but the header still has the old tail. Delivering it
+        # and reading on from that offset would repeat the data, so read it again.
+        log.warning(
+            "read of %s at %s returned data but Stream-Next-Offset %s; reading it again",
+            self._stream.url,
+            self._offset,
+            next_offset,
+        )
+        return ParseError(
+            f"response carried data but its Stream-Next-Offset {next_offset!r} does not "
+            "advance past the offset read",
+            offset=self._offset,
+            url=self._stream.url,
+        )
 
     def _batch(self, headers: Mapping[str, str], items: list[Any]) -> Batch[Any]:
         meta = h.read_meta(headers)
@@ -431,7 +466,7 @@ class StreamReader:
         self._failures = 0
         self._ready.append((self._advance(batch), False))
 
-    async def _read_failed(self, exc: TransportError) -> None:
+    async def _read_failed(self, exc: DurableStreamsError) -> None:
         """A live or catch-up read broke mid-body: count it, back off, or give up."""
         self._failures += 1
         retry = self._stream.session.retry

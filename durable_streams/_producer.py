@@ -98,7 +98,18 @@ class Receipt:
 
 
 class _Batch:
-    __slots__ = ("body", "close", "count", "data_bytes", "epoch", "future", "parts", "seq", "size")
+    __slots__ = (
+        "body",
+        "close",
+        "count",
+        "data_bytes",
+        "epoch",
+        "future",
+        "parts",
+        "receipt",
+        "seq",
+        "size",
+    )
 
     def __init__(self, loop: asyncio.AbstractEventLoop, *, framing: int) -> None:
         self.parts: list[bytes] = []
@@ -112,6 +123,8 @@ class _Batch:
         self.seq = -1
         self.close = False
         self.body = b""
+        # One receipt serves every message of the batch: they share one acknowledgement.
+        self.receipt = Receipt(self.future)
 
 
 def _aborted(*, sent: bool = False) -> ResourceClosedError:
@@ -216,6 +229,7 @@ class IdempotentProducer:
         # An epoch is "claimed" once a batch of it was accepted; until then, with
         # auto-claim, batches go one at a time so a claim cannot race renumbering.
         self._claimed = not auto_claim
+        self._since_yield = 0
         self._state = "new"  # new -> running -> closed
         self._task: asyncio.Task[None] | None = None
         self._json = False
@@ -342,11 +356,13 @@ class IdempotentProducer:
         while not self._fits(len(data)):
             self._space.clear()
             await self._space.wait()
-        sealed = len(self._sealed)
         receipt = self._buffer(data)
-        if len(self._sealed) > sealed:
-            # A batch is full: let the sender take it now, so a tight loop of appends
-            # neither starves other tasks nor holds back sending until the buffer fills.
+        self._since_yield += 1
+        if self._since_yield >= 128:
+            # append() never suspends while there is room: without this the caller's
+            # loop keeps the event loop, so the sender task and the connections only
+            # progress at these yields.
+            self._since_yield = 0
             await asyncio.sleep(0)
         return receipt
 
@@ -365,7 +381,6 @@ class IdempotentProducer:
         return self._buffer(data)
 
     def _encode(self, value: object) -> bytes:
-        self._check_usable()
         if isinstance(value, bytes | bytearray | memoryview):
             data = bytes(value)
             if self._json:
@@ -419,7 +434,7 @@ class IdempotentProducer:
         batch.count += 1
         self._buffered_bytes += size
         self._buffered_messages += 1
-        return Receipt(batch.future)
+        return batch.receipt
 
     def _new_batch(self) -> _Batch:
         batch = _Batch(asyncio.get_running_loop(), framing=2 if self._json else 0)

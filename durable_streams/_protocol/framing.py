@@ -47,9 +47,28 @@ def is_text(content_type: str | None) -> bool:
     return media_type(content_type).startswith("text/")
 
 
+def _not_json(value: object) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+# JSONEncoder.encode() builds a new C encoder (c_make_encoder) on every call; build it
+# once. Same output, same strictness (allow_nan=False); markers=None drops the cycle
+# check, so a cyclic value raises RecursionError (caught below) instead of ValueError.
+_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+_c_encode = (
+    _c_make_encoder(
+        None, _not_json, json.encoder.encode_basestring, None, ":", ",", False, False, False
+    )
+    if _c_make_encoder is not None and json.encoder.encode_basestring is not None
+    else None
+)
+
+
 def encode_json_value(value: object, *, argument: str = "value") -> bytes:
     """Serialise one message strictly, raising :class:`InvalidArgumentError` if it is not JSON."""
     try:
+        if _c_encode is not None:
+            return "".join(_c_encode(value, 0)).encode()
         return _encoder.encode(value).encode()
     except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidArgumentError(

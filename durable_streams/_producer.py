@@ -353,18 +353,18 @@ class IdempotentProducer:
         if self._state == "new":
             await self.start()
         data = self._encode(value)
-        while not self._fits(len(data)):
-            self._space.clear()
-            await self._space.wait()
-        receipt = self._buffer(data)
         self._since_yield += 1
         if self._since_yield >= 128:
             # append() never suspends while there is room: without this the caller's
             # loop keeps the event loop, so the sender task and the connections only
-            # progress at these yields.
+            # progress at these yields. It comes before buffering: once the message is
+            # buffered nothing may await, so a cancelled append never sends it.
             self._since_yield = 0
             await asyncio.sleep(0)
-        return receipt
+        while not self._fits(len(data)):
+            self._space.clear()
+            await self._space.wait()
+        return self._buffer(data)
 
     def append_nowait(self, value: object) -> Receipt:
         """Buffer one message without waiting; :class:`BufferFullError` if there is no room.

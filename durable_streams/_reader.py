@@ -333,6 +333,8 @@ class StreamReader:
         return bool(batch.items) or batch.closed or first_up_to_date
 
     def _advance(self, batch: Batch[Any]) -> Batch[Any]:
+        if not self._advances(batch.offset) and (batch.items or batch.offset != self._offset):
+            batch = self._behind(batch)
         self._offset = batch.offset
         if batch.cursor is not None:
             self._cursor = batch.cursor
@@ -425,6 +427,22 @@ class StreamReader:
             await self._read_failed(self._not_advancing(batch.offset))
             return
         self._deliver(batch)
+
+    def _behind(self, batch: Batch[Any]) -> Batch[Any]:
+        """A delivery that ends at or before the reader's offset: it repeats old data.
+
+        Offsets of one stream sort, so data ending there was delivered already, and a
+        position behind the reader's would make it read that data again. (Seen on the
+        file-backed reference server while its metadata lags its log.) Keep the reader's
+        offset and drop the items; the flags and cursor still count.
+        """
+        log.warning(
+            "%s: a response placed the reader at %s, behind %s; ignoring its position",
+            self._stream.url,
+            batch.offset,
+            self._offset,
+        )
+        return Batch([], self._offset, batch.cursor, batch.up_to_date, batch.closed)
 
     def _advances(self, next_offset: str) -> bool:
         """Whether ``next_offset`` lies past the offset read (offsets of one stream sort)."""
@@ -546,11 +564,14 @@ class StreamReader:
 
     def _sse_decoder(self, connection: _SSEConnection) -> Callable[[str], list[Any]]:
         offset, url = self._offset, self._stream.url
+        # A byte payload that decodes to nothing is no item, as an empty body is none.
         if connection.base64:
-            return lambda data: [decode_base64_event(data, offset=offset, url=url)]
+            return lambda data: (
+                [b] if (b := decode_base64_event(data, offset=offset, url=url)) else []
+            )
         if is_json(self._stream.content_type):
             return lambda data: parse_json_event(data, offset=offset, url=url)
-        return lambda data: [data.encode()]
+        return lambda data: [data.encode()] if data else []
 
     async def _sse_ended(self, connection: _SSEConnection) -> None:
         """The server ended the connection without closing the stream: reconnect."""

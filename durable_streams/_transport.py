@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import warnings
+import zlib
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
@@ -53,31 +54,38 @@ class BodyStream:
     without awaiting; it drops the connection rather than returning it to the pool.
     """
 
-    __slots__ = ("_response", "headers", "status", "url")
+    __slots__ = ("_decoder", "_response", "headers", "status", "url")
 
     def __init__(self, response: aiohttp.ClientResponse, url: str) -> None:
         self._response: aiohttp.ClientResponse | None = response
         self.status = response.status
         self.headers = _lower(response.headers)
         self.url = url
+        self._decoder = _Decoder(self.headers.get("content-encoding"), url)
 
     async def read_chunk(self) -> bytes:
         """The next bytes of the body as they arrive; ``b""`` at the end."""
-        if self._response is None:
-            return b""
-        try:
-            return await self._response.content.readany()
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            _raise_transport(exc, self.url)
+        while self._response is not None:
+            try:
+                raw = await self._response.content.readany()
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                _raise_transport(exc, self.url)
+            if not raw:
+                return self._decoder.finish()
+            data = self._decoder.feed(raw)
+            if data:  # a little compressed input may decode to nothing yet
+                return data
+        return b""
 
     async def read_all(self) -> bytes:
         """The rest of the body."""
         if self._response is None:
             return b""
         try:
-            return await self._response.read()
+            raw = await self._response.read()
         except (TimeoutError, aiohttp.ClientError) as exc:
             _raise_transport(exc, self.url)
+        return self._decoder.feed(raw) + self._decoder.finish()
 
     def close(self) -> None:
         """Drop the connection. Safe to call more than once."""
@@ -179,26 +187,32 @@ class Transport:
             response = await session.request(
                 method,
                 url,
-                headers=headers,
+                headers={"accept-encoding": _ACCEPT_ENCODING, **headers},
                 params=params,
                 data=_payload(body),
                 # aiohttp would label every body-less PUT and POST as octet-stream; the
                 # protocol decides (a fork without Content-Type inherits the source's).
                 skip_auto_headers=_SKIP_AUTO_HEADERS,
+                # Decompressed here, not by aiohttp, which takes a gzip body cut short for
+                # a complete one and loses its end without an error.
+                auto_decompress=False,
                 timeout=self._timeout_for(live=live, stream=stream),
                 allow_redirects=True,
             )
         except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
             _raise_transport(exc, url)
-        if stream and response.status == 200:
-            return BodyStream(response, url)
         try:
-            data = await response.read()
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            _raise_transport(exc, url)
+            body_stream = BodyStream(response, url)
+        except BaseException:
+            response.close()
+            raise
+        if stream and response.status == 200:
+            return body_stream
+        try:
+            data = await body_stream.read_all()
         finally:
             response.release()
-        return Response(response.status, _lower(response.headers), data)
+        return Response(response.status, body_stream.headers, data)
 
     async def request(
         self,
@@ -266,7 +280,9 @@ class Transport:
 # aiohttp warns (ResourceWarning) about bytes bodies above 1 MiB, although they go out
 # in one buffered write; a one-chunk async iterable sends the same bytes, chunked.
 _LARGE_BODY = 2**20
-_SKIP_AUTO_HEADERS = ("Content-Type",)
+_SKIP_AUTO_HEADERS = ("Content-Type", "Accept-Encoding")
+# Only what _Decoder undoes (aiohttp would also offer br when brotli is installed).
+_ACCEPT_ENCODING = "gzip, deflate"
 
 
 def _payload(body: Body) -> Body:
@@ -277,6 +293,46 @@ def _payload(body: Body) -> Body:
 
 async def _one_chunk(body: bytes) -> AsyncIterator[bytes]:
     yield body
+
+
+class _Decoder:
+    """Undoes a response's Content-Encoding, and notices a compressed body cut short."""
+
+    __slots__ = ("_fed", "_url", "_zlib")
+
+    def __init__(self, encoding: str | None, url: str) -> None:
+        self._url = url
+        self._fed = False
+        encoding = (encoding or "identity").strip().lower()
+        if encoding == "gzip":
+            self._zlib: zlib._Decompress | None = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif encoding == "deflate":
+            self._zlib = zlib.decompressobj(zlib.MAX_WBITS)
+        elif encoding == "identity":
+            self._zlib = None
+        else:
+            raise NetworkError(f"unsupported Content-Encoding {encoding!r}", url=url)
+
+    def feed(self, data: bytes) -> bytes:
+        if self._zlib is None:
+            return data
+        self._fed = self._fed or bool(data)
+        try:
+            return self._zlib.decompress(data)
+        except zlib.error as exc:
+            raise NetworkError(f"corrupt compressed body: {exc}", url=self._url) from exc
+
+    def finish(self) -> bytes:
+        # No body at all (HEAD, 204, 304) is complete whatever the Content-Encoding.
+        if self._zlib is None or not self._fed:
+            return b""
+        try:
+            rest = self._zlib.flush()
+        except zlib.error as exc:
+            raise NetworkError(f"corrupt compressed body: {exc}", url=self._url) from exc
+        if not self._zlib.eof:
+            raise NetworkError("compressed body ended before its end", url=self._url)
+        return rest
 
 
 def _raise_transport(exc: BaseException, url: str) -> NoReturn:

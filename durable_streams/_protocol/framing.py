@@ -80,7 +80,7 @@ def check_json_bytes(data: bytes) -> bytes:
     """Check that already-encoded bytes are one valid JSON value, as a JSON stream needs."""
     try:
         _loads(data.decode())
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # deep nesting exhausts the parser
         raise InvalidArgumentError(f"bytes are not valid JSON: {exc}", argument="data") from exc
     return data
 
@@ -101,7 +101,7 @@ def parse_json_body(body: bytes, *, offset: str | None, url: str | None = None) 
         return []
     try:
         value = _loads(body.decode())
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # deep nesting exhausts the parser
         raise ParseError(
             f"invalid JSON in response body ({len(body)} bytes): {_preview(body)}",
             offset=offset,
@@ -116,7 +116,7 @@ def parse_json_event(data: str, *, offset: str | None, url: str | None = None) -
     """The messages of one SSE data event on a JSON stream, flattened one level."""
     try:
         value = _loads(data)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # deep nesting exhausts the parser
         raise ParseError(
             f"invalid JSON in SSE data event: {_preview(data.encode())}", offset=offset, url=url
         ) from exc

@@ -113,7 +113,7 @@ def parse_control(data: str, *, offset: str | None, url: str | None = None) -> C
     """Parse a control event's JSON. Empty or malformed control data is a :class:`ParseError`."""
     try:
         value: Any = _loads(data)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # deep nesting exhausts the parser
         raise ParseError(
             f"malformed SSE control event: {data[:80]!r}", offset=offset, url=url
         ) from exc

@@ -77,3 +77,15 @@ def docs(session: nox.Session) -> None:
     """Build the documentation site (mkdocs --strict); the API reference is from docstrings."""
     session.install("-e", ".[docs]")
     session.run("mkdocs", "build", "--strict", *session.posargs, env={"NO_MKDOCS_2_WARNING": "1"})
+
+
+@nox.session(python=PYTHON)
+def chaos(session: nox.Session) -> None:
+    """Reliability scenarios at full scale (tests/chaos; `tests` runs them reduced).
+
+    About 20 minutes; see docs/reliability.md. CHAOS_SEED=<n> replays another fault
+    schedule; CHAOS_REPORT=<file> also writes each scenario's numbers there as JSON lines.
+    """
+    session.install("-e", ".[tests]")
+    _server(session)
+    session.run("pytest", "tests/chaos", *session.posargs, env={"CHAOS_SCALE": "full"})

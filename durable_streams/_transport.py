@@ -61,7 +61,9 @@ class BodyStream:
         self.status = response.status
         self.headers = _lower(response.headers)
         self.url = url
-        self._decoder = _Decoder(self.headers.get("content-encoding"), url)
+        # These have no body whatever their Content-Encoding says.
+        bodyless = response.method == "HEAD" or response.status in (204, 304)
+        self._decoder = _Decoder(self.headers.get("content-encoding"), url, bodyless=bodyless)
 
     async def read_chunk(self) -> bytes:
         """The next bytes of the body as they arrive; ``b""`` at the end."""
@@ -298,12 +300,11 @@ async def _one_chunk(body: bytes) -> AsyncIterator[bytes]:
 class _Decoder:
     """Undoes a response's Content-Encoding, and notices a compressed body cut short."""
 
-    __slots__ = ("_fed", "_url", "_zlib")
+    __slots__ = ("_url", "_zlib")
 
-    def __init__(self, encoding: str | None, url: str) -> None:
+    def __init__(self, encoding: str | None, url: str, *, bodyless: bool = False) -> None:
         self._url = url
-        self._fed = False
-        encoding = (encoding or "identity").strip().lower()
+        encoding = "identity" if bodyless else (encoding or "identity").strip().lower()
         if encoding == "gzip":
             self._zlib: zlib._Decompress | None = zlib.decompressobj(16 + zlib.MAX_WBITS)
         elif encoding == "deflate":
@@ -316,15 +317,13 @@ class _Decoder:
     def feed(self, data: bytes) -> bytes:
         if self._zlib is None:
             return data
-        self._fed = self._fed or bool(data)
         try:
             return self._zlib.decompress(data)
         except zlib.error as exc:
             raise NetworkError(f"corrupt compressed body: {exc}", url=self._url) from exc
 
     def finish(self) -> bytes:
-        # No body at all (HEAD, 204, 304) is complete whatever the Content-Encoding.
-        if self._zlib is None or not self._fed:
+        if self._zlib is None:
             return b""
         try:
             rest = self._zlib.flush()

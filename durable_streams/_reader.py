@@ -289,9 +289,7 @@ class StreamReader:
 
     async def _next_batch(self) -> Batch[Any] | None:
         """The next whole batch: pieces of a streamed body are joined."""
-        while (batch := await self._next_piece(whole=True)) is not None:
-            return batch
-        return None
+        return await self._next_piece(whole=True)
 
     async def _next_piece(self, *, whole: bool = False) -> Batch[Any] | None:
         """The next delivery; without ``whole``, pieces of a byte body come as they arrive.

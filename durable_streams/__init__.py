@@ -10,6 +10,7 @@ Start with :class:`Session`::
             print(message)
 """
 
+from ._config import Limits as Limits
 from ._config import RetryPolicy as RetryPolicy
 from ._config import Timeouts as Timeouts
 from ._errors import BadRequestError as BadRequestError
@@ -20,11 +21,14 @@ from ._errors import ForbiddenError as ForbiddenError
 from ._errors import GoneError as GoneError
 from ._errors import InvalidArgumentError as InvalidArgumentError
 from ._errors import InvalidOffsetError as InvalidOffsetError
+from ._errors import LimitExceededError as LimitExceededError
+from ._errors import MissingHeaderError as MissingHeaderError
 from ._errors import NetworkError as NetworkError
 from ._errors import NotSupportedError as NotSupportedError
 from ._errors import ParseError as ParseError
 from ._errors import PayloadTooLargeError as PayloadTooLargeError
 from ._errors import RateLimitedError as RateLimitedError
+from ._errors import RedirectError as RedirectError
 from ._errors import ReaderConsumedError as ReaderConsumedError
 from ._errors import RequestTimeoutError as RequestTimeoutError
 from ._errors import ResourceClosedError as ResourceClosedError
@@ -77,7 +81,10 @@ __all__ = [
     "IdempotentProducer",
     "InvalidArgumentError",
     "InvalidOffsetError",
+    "LimitExceededError",
+    "Limits",
     "LiveMode",
+    "MissingHeaderError",
     "NetworkError",
     "NotSupportedError",
     "ParseError",
@@ -87,6 +94,7 @@ __all__ = [
     "RateLimitedError",
     "ReaderConsumedError",
     "Receipt",
+    "RedirectError",
     "RequestTimeoutError",
     "ResourceClosedError",
     "ResponseError",

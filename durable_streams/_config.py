@@ -1,14 +1,18 @@
-"""Configuration records: timeouts and the retry policy."""
+"""Configuration records: timeouts, the retry policy and the limits on responses."""
 
 from __future__ import annotations
 
 import math
+import random
 from dataclasses import dataclass
 
 from ._errors import InvalidArgumentError
 from ._protocol.backoff import backoff_delay
+from ._protocol.retry import RetryBudget
 
-__all__ = ["RetryPolicy", "Timeouts"]
+__all__ = ["Limits", "RetryPolicy", "Timeouts"]
+
+_MiB = 1024 * 1024
 
 
 def _positive(name: str, value: float | None, *, allow_none: bool = True) -> None:
@@ -112,6 +116,20 @@ class RetryPolicy:
                 f"multiplier must be >= 1, got {self.multiplier!r}", argument="multiplier"
             )
 
+    def budget(self, limit: int | None, *, rng: random.Random | None = None) -> RetryBudget:
+        """A fresh :class:`RetryBudget` of ``limit`` retries under this policy's delays.
+
+        ``limit`` is usually :attr:`max_retries` (one request) or :attr:`live_max_retries`
+        (a live reader's consecutive failures); 0 means a single attempt.
+        """
+        return RetryBudget(
+            limit=limit,
+            initial=self.initial_delay,
+            multiplier=self.multiplier,
+            maximum=self.max_delay,
+            rng=rng,
+        )
+
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to sleep before retry number ``attempt`` (counting from 0)."""
         return backoff_delay(
@@ -121,3 +139,39 @@ class RetryPolicy:
             maximum=self.max_delay,
             retry_after=retry_after,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds on what a server may make the client hold in memory, in bytes.
+
+    The defaults are generous for real streams and stop an untrusted or broken server
+    (a decompression bomb, an endless body, an SSE line that never ends) from exhausting
+    memory. Exceeding one raises :class:`LimitExceededError`, never ``MemoryError``, and
+    a reader's offset stays where it was. See the security page of the docs.
+
+    Attributes:
+        max_body_bytes: the largest decoded body read whole: a JSON read response, and
+            any answer to a write, a HEAD or an error. (The reference server answers a
+            catch-up read with everything up to the tail: raise this to read a JSON
+            stream whose backlog is larger in one response.)
+        max_chunk_bytes: the largest piece a byte-stream read delivers at once; bodies
+            of byte streams are streamed, so they have no total bound.
+        max_sse_line_bytes: the longest line of a Server-Sent Events body.
+        max_sse_event_bytes: the largest SSE event (its data lines together).
+        max_header_bytes: the longest response status line or header field.
+    """
+
+    max_body_bytes: int = 64 * _MiB
+    max_chunk_bytes: int = 1 * _MiB
+    max_sse_line_bytes: int = 64 * _MiB
+    max_sse_event_bytes: int = 64 * _MiB
+    max_header_bytes: int = 64 * 1024
+
+    def __post_init__(self) -> None:
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidArgumentError(
+                    f"{name} must be a positive integer of bytes, got {value!r}", argument=name
+                )

@@ -11,8 +11,11 @@ Every exception the library raises on purpose derives from :class:`DurableStream
     ├── TransportError                  the request did not produce an HTTP response
     │   ├── NetworkError                connection refused / reset / dropped mid-body
     │   └── RequestTimeoutError         a connect, request or live-idle timeout fired
-    ├── ParseError                      a response body the protocol does not allow
+    ├── ParseError                      a response the protocol does not allow
+    │   ├── MissingHeaderError          a header this kind of answer must carry is absent
+    │   └── LimitExceededError          a response exceeded one of the session's Limits
     └── ResponseError                   the server answered with an error status
+        ├── RedirectError               3xx not followed (writes never follow redirects)
         ├── BadRequestError             400
         │   └── InvalidOffsetError      400 on a read
         ├── UnauthorizedError           401
@@ -40,6 +43,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from ._protocol.redact import redact_text, redact_url
+
 __all__ = [
     "BadRequestError",
     "BufferFullError",
@@ -49,11 +54,14 @@ __all__ = [
     "GoneError",
     "InvalidArgumentError",
     "InvalidOffsetError",
+    "LimitExceededError",
+    "MissingHeaderError",
     "NetworkError",
     "NotSupportedError",
     "ParseError",
     "PayloadTooLargeError",
     "RateLimitedError",
+    "RedirectError",
     "ReaderConsumedError",
     "RequestTimeoutError",
     "ResourceClosedError",
@@ -91,9 +99,11 @@ class DurableStreamsError(Exception):
         status: int | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
+        # No secret leaves in text: query values and userinfo passwords are redacted.
+        message = redact_text(message)
         super().__init__(message)
         self.message = message
-        self.url = url
+        self.url = url if url is None else redact_url(url)
         self.status = status
         self.headers: Mapping[str, str] = headers if headers is not None else _NO_HEADERS
 
@@ -178,6 +188,55 @@ class ParseError(DurableStreamsError):
         self.offset = offset
 
 
+class MissingHeaderError(ParseError):
+    """An answer lacks a header that answers of its kind must carry.
+
+    Attributes:
+        header: the missing header's name, lower case (``stream-next-offset``, ...).
+    """
+
+    def __init__(
+        self,
+        header: str,
+        *,
+        what: str,
+        offset: str | None = None,
+        url: str | None = None,
+        status: int | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(
+            f"{what} has no {header} header", offset=offset, url=url, status=status, headers=headers
+        )
+        self.header = header
+
+
+class LimitExceededError(ParseError):
+    """A response was larger than one of the session's :class:`Limits` allows.
+
+    Raised instead of buffering without bound (a decompression bomb, an endless body or
+    SSE line). A reader's offset does not move, so raising the limit and reading again
+    from ``offset`` loses nothing.
+
+    Attributes:
+        limit: the name of the :class:`Limits` field that was exceeded.
+        maximum: that field's value.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        limit: str,
+        maximum: int,
+        offset: str | None = None,
+        url: str | None = None,
+    ) -> None:
+        super().__init__(f"{message} (Limits.{limit}={maximum})", offset=offset, url=url)
+        self.limit = limit
+        self.maximum = maximum
+
+
 # -- status errors ---------------------------------------------------------------------
 
 
@@ -185,6 +244,31 @@ class ResponseError(DurableStreamsError):
     """The server answered with a status that means the operation failed."""
 
     status: int
+
+
+class RedirectError(ResponseError):
+    """A 3xx answer that was not followed.
+
+    Writes (PUT, POST, DELETE) never follow redirects: an HTTP client would replay a POST
+    as a GET and report success while nothing was stored. Reads follow at most a few
+    same-origin 307 and 308 redirects; anything else ends here.
+
+    Attributes:
+        location: the ``Location`` header, if any (with query values redacted in
+            messages, but kept whole here).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        location: str | None,
+        url: str | None = None,
+        status: int | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, url=url, status=status, headers=headers)
+        self.location = location
 
 
 class BadRequestError(ResponseError):

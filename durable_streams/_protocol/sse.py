@@ -11,10 +11,17 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .._errors import ParseError
+from .._errors import LimitExceededError, ParseError
 from .framing import _loads
 
 _LINE_END = re.compile(r"\r\n|\r|\n")
+
+_MiB = 1024 * 1024
+
+
+def _utf8_len(text: str) -> int:
+    """The length of ``text`` in UTF-8 bytes (ASCII text, the common case, costs nothing)."""
+    return len(text) if text.isascii() else len(text.encode())
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,43 +38,109 @@ class SSEParser:
     ``feed()`` accepts bytes split anywhere, even inside a UTF-8 sequence or a CRLF pair,
     and returns the events completed so far. Raises :class:`UnicodeDecodeError` on bytes
     that are not UTF-8.
+
+    Its work is linear in the body however it is split: each chunk's text is scanned once,
+    and the text of a line still open is kept as a list of pieces joined only when the line
+    ends. Memory is bounded too, in UTF-8 bytes of the body: a line (without its line end)
+    longer than ``max_line`` bytes, or an event whose data (its ``data`` values joined with
+    LF) is longer than ``max_event`` bytes, raises :class:`LimitExceededError` (``limit`` is
+    ``"max_sse_line_bytes"`` or ``"max_sse_event_bytes"``). A piece of an unfinished line is
+    checked before it is kept, so no more than ``max_line`` bytes of a line are ever held
+    (besides the chunk being parsed). The error carries no ``offset`` or ``url``: the
+    caller knows them.
     """
 
-    __slots__ = ("_buffer", "_data", "_decoder", "_has_event", "_skip_lf", "_type")
+    __slots__ = (
+        "_data",
+        "_decoder",
+        "_event_bound",
+        "_event_exact",
+        "_event_size",
+        "_has_event",
+        "_max_event",
+        "_max_line",
+        "_open",
+        "_open_bytes",
+        "_skip_lf",
+        "_type",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_line: int = 64 * _MiB, max_event: int = 64 * _MiB) -> None:
+        if max_line < 1 or max_event < 1:
+            raise ValueError("max_line and max_event must be positive")
+        self._max_line = max_line
+        self._max_event = max_event
         self._decoder = codecs.getincrementaldecoder("utf-8")()
-        self._buffer = ""
+        # The line not ended yet, in pieces, and its length in UTF-8 bytes.
+        self._open: list[str] = []
+        self._open_bytes = 0
         self._type: str | None = None
         self._data: list[str] = []
+        # The size of the event's data so far (see _line), and the size that needs a look.
+        self._event_size = 0
+        self._event_exact = False
+        self._event_bound = max_event // 4 + 1
         self._has_event = False
         # A chunk that ended in CR ended a line; an LF opening the next chunk is its pair.
         self._skip_lf = False
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         """Parse more of the body; return the events it completed."""
-        text = self._buffer + self._decoder.decode(chunk)
+        text = self._decoder.decode(chunk)
         if not text:
             return []
-        if self._skip_lf and text.startswith("\n"):
-            text = text[1:]
-        self._skip_lf = text.endswith("\r")
         lines = _LINE_END.split(text)
-        self._buffer = lines.pop()
+        tail = lines.pop()  # after the last line end: the start of a line still open
+        if self._skip_lf:
+            self._skip_lf = False
+            if text[0] == "\n":  # the LF of a CRLF whose CR ended the last chunk
+                del lines[0]
         events: list[SSEEvent] = []
-        for line in lines:
-            event = self._line(line)
-            if event is not None:
-                events.append(event)
+        if lines:
+            self._skip_lf = text[-1] == "\r"
+            if self._open:
+                first = lines[0]
+                self._check_open(first)
+                self._open.append(first)
+                lines[0] = "".join(self._open)
+                self._open = []
+                self._open_bytes = 0
+            quarter = self._max_line // 4  # a line of no more characters fits in any case
+            for line in lines:
+                if len(line) > quarter and _utf8_len(line) > self._max_line:
+                    raise self._line_too_long()
+                event = self._line(line)
+                if event is not None:
+                    events.append(event)
+        if tail:
+            self._open_bytes = self._check_open(tail)
+            self._open.append(tail)
         return events
 
     def flush(self) -> list[SSEEvent]:
-        """End of body: an event without its closing blank line is incomplete and dropped."""
+        """End of body: an event without its closing blank line is incomplete and dropped.
+
+        Always returns ``[]``; raises :class:`UnicodeDecodeError` if the body ended inside
+        a UTF-8 sequence. The parser is then as new.
+        """
         self._decoder.decode(b"", final=True)
-        self._buffer = ""
+        self._open = []
+        self._open_bytes = 0
         self._skip_lf = False
         self._reset()
         return []
+
+    def _check_open(self, piece: str) -> int:
+        """The open line's length with ``piece`` added; raises if that is too long."""
+        size = self._open_bytes + _utf8_len(piece)
+        if size > self._max_line:
+            raise self._line_too_long()
+        return size
+
+    def _line_too_long(self) -> LimitExceededError:
+        return LimitExceededError(
+            "SSE line is too long", limit="max_sse_line_bytes", maximum=self._max_line
+        )
 
     def _line(self, line: str) -> SSEEvent | None:
         if not line:
@@ -80,11 +153,29 @@ class SSEParser:
         if name == "data":
             self._data.append(value)
             self._has_event = True
+            # Each value and the LF after it (one more than the joined data has). Counted in
+            # characters while 4 bytes a character could not pass the limit, then in bytes.
+            if self._event_exact:
+                self._event_size += _utf8_len(value) + 1
+            else:
+                self._event_size += len(value) + 1
+            if self._event_size > self._event_bound:
+                self._check_event()
         elif name == "event":
             self._type = value
             self._has_event = True
         # "id" and "retry" are ignored: resumption goes through offsets, not Last-Event-ID.
         return None
+
+    def _check_event(self) -> None:
+        if not self._event_exact:
+            self._event_exact = True
+            self._event_bound = self._max_event + 1
+            self._event_size = sum(_utf8_len(value) + 1 for value in self._data)
+        if self._event_size > self._event_bound:
+            raise LimitExceededError(
+                "SSE event is too large", limit="max_sse_event_bytes", maximum=self._max_event
+            )
 
     def _dispatch(self) -> SSEEvent | None:
         if not self._has_event:
@@ -96,6 +187,9 @@ class SSEParser:
     def _reset(self) -> None:
         self._type = None
         self._data = []
+        self._event_size = 0
+        self._event_exact = False
+        self._event_bound = self._max_event // 4 + 1
         self._has_event = False
 
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import re
+import time
+import tracemalloc
 from collections.abc import Iterable
 
 import pytest
@@ -10,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import durable_streams as ds
+from durable_streams._protocol import sse
 from durable_streams._protocol.sse import Control, SSEEvent, SSEParser, parse_control
 
 # Every character str.splitlines() treats as a line break, except CR and LF. SSE lines end
@@ -288,6 +292,180 @@ def test_arbitrary_splits_give_the_same_events_as_one_feed(
     cuts = data.draw(st.lists(st.integers(0, len(body)), max_size=8))
     assert parse([body]) == expected
     assert parse(split_at(body, cuts)) == expected
+
+
+# -- linear work and bounded memory --------------------------------------------------------
+
+MiB = 1024 * 1024
+
+
+class _CountingPattern:
+    """Wraps the parser's line-end pattern and counts the characters it is asked to scan."""
+
+    def __init__(self, pattern: re.Pattern[str]) -> None:
+        self.pattern = pattern
+        self.scanned = 0
+
+    def split(self, text: str) -> list[str]:
+        self.scanned += len(text)
+        return self.pattern.split(text)
+
+
+def _feed_in_pieces(parser: SSEParser, body: bytes, piece: int) -> list[SSEEvent]:
+    events: list[SSEEvent] = []
+    for start in range(0, len(body), piece):
+        events.extend(parser.feed(body[start : start + piece]))
+    return events
+
+
+def _feed_all(parser: SSEParser, chunks: Iterable[bytes], fed: list[bytes] | None = None) -> None:
+    """Feed every chunk (noting in ``fed`` those taken without an error)."""
+    for chunk in chunks:
+        parser.feed(chunk)
+        if fed is not None:
+            fed.append(chunk)
+
+
+def test_a_long_line_in_small_pieces_is_scanned_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Re-scanning the open line on every feed would scan 8 MiB / 64 KiB / 2 = 64 times it.
+    counter = _CountingPattern(sse._LINE_END)
+    monkeypatch.setattr(sse, "_LINE_END", counter)
+    body = b"data: " + b"x" * (8 * MiB) + b"\n\n"
+    events = _feed_in_pieces(SSEParser(), body, 64 * 1024)
+    assert events == [SSEEvent("message", "x" * (8 * MiB))]
+    assert counter.scanned == len(body)
+
+
+def test_an_8_mib_line_in_64_kib_pieces_is_fast() -> None:
+    # A sanity guard only (the scan count above is the evidence): the quadratic parser
+    # took about 3 s here, the linear one about 0.05 s.
+    body = b"data: " + b"x" * (8 * MiB) + b"\n\n"
+    start = time.perf_counter()
+    events = _feed_in_pieces(SSEParser(), body, 64 * 1024)
+    assert time.perf_counter() - start < 2
+    assert len(events[0].data) == 8 * MiB
+
+
+def test_many_short_events_in_pieces_are_scanned_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    counter = _CountingPattern(sse._LINE_END)
+    monkeypatch.setattr(sse, "_LINE_END", counter)
+    body = b"".join(b"event: data\ndata: %d\n\n" % i for i in range(20000))
+    events = _feed_in_pieces(SSEParser(), body, 1000)
+    assert [e.data for e in events] == [str(i) for i in range(20000)]
+    assert counter.scanned == len(body)
+
+
+@pytest.mark.parametrize("eol", [b"\r\n", b"\r", b"\n"], ids=["CRLF", "CR", "LF"])
+@pytest.mark.parametrize("cut", [-2, -1, 0, 1, 2])
+def test_long_line_whose_line_end_falls_at_a_piece_boundary(eol: bytes, cut: int) -> None:
+    line = b"data: " + b"y" * 100_000
+    body = line + eol + b"data: z" + eol + eol + b": end\n"
+    events = parse(split_at(body, [len(line) + cut, len(line) + cut + 1, 50_000]))
+    assert events == [SSEEvent("message", "y" * 100_000 + "\nz")]
+
+
+@pytest.mark.parametrize("text", ["é", "日", "😀"], ids=["2-byte", "3-byte", "4-byte"])
+def test_multibyte_characters_split_across_many_pieces_of_an_open_line(text: str) -> None:
+    body = ("data: " + text * 1000 + "\n\n").encode()
+    for piece in (1, 2, 3, 5, 7, 64):
+        events = _feed_in_pieces(SSEParser(), body, piece)
+        assert events == [SSEEvent("message", text * 1000)], f"piece {piece}"
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["one-chunk", "byte-by-byte"])
+@pytest.mark.parametrize("text", ["x", "é", "😀"], ids=["1-byte", "2-byte", "4-byte"])
+def test_line_limit_is_in_utf8_bytes_and_exact(text: str, split: bool) -> None:
+    # max_line counts the bytes of the line without its line end.
+    width = len(text.encode())
+    line = ("data: " + text * 10).encode()
+    fits = SSEParser(max_line=len(line))
+    chunks = [line[i : i + 1] for i in range(len(line))] if split else [line]
+    for chunk in chunks:
+        fits.feed(chunk)
+    assert fits.feed(b"\n\n") == [SSEEvent("message", text * 10)]
+
+    too_long = SSEParser(max_line=len(line) - width)
+    with pytest.raises(ds.LimitExceededError) as info:
+        _feed_all(too_long, [*chunks, b"\n\n"])
+    assert isinstance(info.value, ds.ParseError)
+    assert info.value.limit == "max_sse_line_bytes"
+    assert info.value.maximum == len(line) - width
+
+
+@pytest.mark.parametrize("line", [b": a long comment", b"event: long-type", b"id: 1234567890"])
+def test_line_limit_applies_to_every_kind_of_line(line: bytes) -> None:
+    with pytest.raises(ds.LimitExceededError):
+        SSEParser(max_line=len(line) - 1).feed(line + b"\n")
+    assert SSEParser(max_line=len(line)).feed(line + b"\n\n") == (
+        [SSEEvent("long-type", "")] if line.startswith(b"event") else []
+    )
+
+
+def test_a_line_that_never_ends_is_refused_before_it_grows_past_the_limit() -> None:
+    parser = SSEParser(max_line=MiB)
+    piece = b"x" * (64 * 1024)
+    fed: list[bytes] = []
+    with pytest.raises(ds.LimitExceededError) as info:
+        _feed_all(parser, itertools.repeat(piece, 1000), fed)
+    # The piece that crossed the limit was refused, not kept.
+    assert len(fed) * len(piece) == MiB
+    assert info.value.maximum == MiB
+
+
+def test_a_line_that_never_ends_is_held_in_bounded_memory() -> None:
+    parser = SSEParser(max_line=4 * MiB)
+    piece = b"data: " + b"x" * (256 * 1024)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ds.LimitExceededError):
+            _feed_all(parser, itertools.repeat(piece, 1000))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 6 * MiB, f"peak {peak / MiB:.1f} MiB"
+
+
+def test_event_limit_counts_the_joined_data_in_bytes() -> None:
+    # Ten data lines of 9 bytes: 90 bytes of values and 9 LFs joining them.
+    lines = b"".join(b"data: \xc3\xa9abcdefg\n" for _ in range(10))  # "éabcdefg": 9 bytes
+    events = SSEParser(max_event=99).feed(lines + b"\n")
+    assert len(events[0].data.encode()) == 99
+
+    with pytest.raises(ds.LimitExceededError) as info:
+        SSEParser(max_event=98).feed(lines + b"\n")
+    assert info.value.limit == "max_sse_event_bytes"
+    assert info.value.maximum == 98
+
+
+@pytest.mark.parametrize("text", ["a", "日"], ids=["ascii", "3-byte"])
+def test_event_limit_with_many_small_data_lines(text: str) -> None:
+    # Past a quarter of the limit the parser counts bytes, not characters.
+    limit = 3000
+    parser = SSEParser(max_event=limit)
+    line = f"data: {text}\n".encode()
+    width = len(text.encode())
+    fits = limit // (width + 1)  # values and their joining LFs: n * (width + 1) - 1 bytes
+    assert parser.feed(line * fits) == []
+    with pytest.raises(ds.LimitExceededError):
+        parser.feed(line * 2)
+
+
+def test_event_limit_is_per_event() -> None:
+    parser = SSEParser(max_event=10)
+    body = b"data: 0123456789\n\n" * 5
+    assert parser.feed(body) == [SSEEvent("message", "0123456789")] * 5
+
+
+def test_comments_and_ignored_fields_do_not_count_towards_the_event() -> None:
+    parser = SSEParser(max_event=5, max_line=100)
+    body = b"data: ab\n" + b": a comment line\nid: 1\nretry: 5\nfoo: bar\n" * 100 + b"data: c\n\n"
+    assert parser.feed(body) == [SSEEvent("message", "ab\nc")]
+
+
+@pytest.mark.parametrize("kwargs", [{"max_line": 0}, {"max_event": 0}, {"max_line": -1}])
+def test_limits_must_be_positive(kwargs: dict[str, int]) -> None:
+    with pytest.raises(ValueError, match="positive"):
+        SSEParser(**kwargs)
 
 
 # -- control events -------------------------------------------------------------------------

@@ -28,8 +28,8 @@ from ._errors import NotSupportedError as NotSupportedError
 from ._errors import ParseError as ParseError
 from ._errors import PayloadTooLargeError as PayloadTooLargeError
 from ._errors import RateLimitedError as RateLimitedError
-from ._errors import RedirectError as RedirectError
 from ._errors import ReaderConsumedError as ReaderConsumedError
+from ._errors import RedirectError as RedirectError
 from ._errors import RequestTimeoutError as RequestTimeoutError
 from ._errors import ResourceClosedError as ResourceClosedError
 from ._errors import ResponseError as ResponseError

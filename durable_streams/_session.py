@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
-from collections.abc import Awaitable, Callable, Mapping
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, TypeAlias
 from urllib.parse import urlsplit
 
-from ._config import RetryPolicy, Timeouts
-from ._errors import InvalidArgumentError
-from ._protocol.headers import RESERVED_PARAMS
-from ._transport import Body, BodyStream, Prepared, Response, Transport
+from ._config import Limits, RetryPolicy, Timeouts
+from ._errors import InvalidArgumentError, RedirectError, TransportError
+from ._protocol import urls
+from ._protocol.errors import is_retryable_status, retry_after
+from ._protocol.headers import LOCATION, RESERVED_PARAMS
+from ._protocol.redact import redact_url
+from ._protocol.retry import RetryBudget
+from ._transport import Body, BodyStream, Response, Transport
 
 if TYPE_CHECKING:
     import aiohttp
@@ -20,6 +26,15 @@ if TYPE_CHECKING:
     from ._stream import Stream
 
 __all__ = ["DynamicValue", "Session", "SessionStatistics"]
+
+log = logging.getLogger("durable_streams")
+
+Prepared = tuple[dict[str, str], list[tuple[str, str]]]
+
+# Reads follow at most this many same-origin 307/308 redirects; writes follow none.
+MAX_REDIRECTS = 5
+_FOLLOWED_REDIRECTS = (307, 308)
+_READ_METHODS = ("GET", "HEAD")
 
 DynamicValue: TypeAlias = str | Callable[[], str] | Callable[[], Awaitable[str]]
 """A header or parameter value: a string, or a function (sync or async) called per request."""
@@ -30,9 +45,11 @@ class SessionStatistics:
     """Counters of a :class:`Session`.
 
     Attributes:
-        requests: HTTP requests sent (every attempt counts, retries included).
-        retries: attempts that were retries of a transient failure (a producer's batch
-            retries are counted in its own ``statistics()``).
+        requests: HTTP requests sent: every attempt counts, retries and followed
+            redirects included.
+        retries: requests that were retries of a transient failure, including a
+            reader's retries after a body broke off (a producer's batch retries are
+            counted in its own ``statistics()``).
     """
 
     requests: int
@@ -40,25 +57,37 @@ class SessionStatistics:
 
 
 class Session:
-    """A client for one Durable Streams server (or several, with absolute URLs).
+    """A client for one Durable Streams server.
 
     Construction does no I/O. The underlying ``aiohttp.ClientSession`` is created on first
     use inside the running event loop, unless one is passed in; a borrowed client session
-    is never closed by this object. Use ``async with Session(...) as session:`` or call
-    :meth:`aclose`; a session that made requests and was never closed warns with
-    ``ResourceWarning``.
+    is never closed by this object, and its defaults (redirects, ``raise_for_status``,
+    decompression, middlewares) do not apply to this library's requests. Use
+    ``async with Session(...) as session:`` or call :meth:`aclose`; a session that made
+    requests and was never closed warns with ``ResourceWarning``.
 
     Args:
-        base_url: joined with the paths given to :meth:`stream`; absolute URLs bypass it.
+        base_url: the server's stream root; names given to :meth:`stream` are paths
+            under it. Its origin (scheme, host, port) is the one the session's headers
+            and parameters may be sent to.
         headers: sent with every request. Values may be strings or functions, sync or
             async, returning strings; functions are called for every request, including
             every long-poll, SSE reconnect and retry, so a token can be refreshed. Protocol
             headers win over these when both name the same header.
         params: query parameters, in the same forms. ``offset``, ``live`` and ``cursor``
             belong to the protocol and are refused.
-        timeout: connect, request and live-idle timeouts.
-        retry: the policy for transient failures.
-        client_session: an ``aiohttp.ClientSession`` to borrow instead of creating one.
+        timeout: connect, request and live-idle timeouts (read-only afterwards).
+        retry: the policy for transient failures. It may be replaced later
+            (``session.retry = RetryPolicy(...)``); operations started after that use
+            the new policy entirely.
+        limits: bounds on what a server can make the client hold in memory (read-only
+            afterwards).
+        allowed_origins: further origins (``"https://host:port"``) to which absolute
+            stream URLs may point; the session's headers and parameters go to them
+            too. Any other absolute URL is refused before anything is sent. (A session
+            with neither a base URL nor allowed origins takes any absolute URL.)
+        client_session: an ``aiohttp.ClientSession`` to borrow instead of creating one
+            (it must have no ``base_url`` of its own).
         max_connections: the pool size. Every live reader holds one connection (aiohttp
             speaks HTTP/1.1), so size it for your concurrent readers plus writers.
 
@@ -74,19 +103,15 @@ class Session:
         params: Mapping[str, DynamicValue] | None = None,
         timeout: Timeouts | None = None,
         retry: RetryPolicy | None = None,
+        limits: Limits | None = None,
+        allowed_origins: Iterable[str] = (),
         client_session: aiohttp.ClientSession | None = None,
         max_connections: int = 4096,
     ) -> None:
         if base_url is not None:
-            _check_absolute(base_url)
-        if timeout is not None and not isinstance(timeout, Timeouts):
-            raise InvalidArgumentError(
-                f"timeout must be a Timeouts, got {type(timeout).__name__}", argument="timeout"
-            )
-        if retry is not None and not isinstance(retry, RetryPolicy):
-            raise InvalidArgumentError(
-                f"retry must be a RetryPolicy, got {type(retry).__name__}", argument="retry"
-            )
+            urls.check_stream_url(base_url.rstrip("/") or base_url)
+        _check_type("timeout", timeout, Timeouts)
+        _check_type("limits", limits, Limits)
         if (
             isinstance(max_connections, bool)
             or not isinstance(max_connections, int)
@@ -97,18 +122,43 @@ class Session:
                 argument="max_connections",
             )
         self.base_url = base_url
+        self._origins = _trusted_origins(base_url, allowed_origins)
         self.headers: dict[str, DynamicValue] = dict(headers or {})
         self.params: dict[str, DynamicValue] = dict(params or {})
         _check_values("headers", self.headers)
         _check_values("params", self.params)
-        self.timeout = timeout or Timeouts()
         self.retry = retry or RetryPolicy()
+        self._timeout = timeout or Timeouts()
+        self._limits = limits or Limits()
+        self._retries = 0
         self._transport = Transport(
-            timeouts=self.timeout,
-            retry=self.retry,
+            timeouts=self._timeout,
+            limits=self._limits,
             client_session=client_session,
             max_connections=max_connections,
         )
+
+    # -- configuration ----------------------------------------------------------------
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """The retry policy; assigning a new one applies to operations started after."""
+        return self._retry
+
+    @retry.setter
+    def retry(self, policy: RetryPolicy) -> None:
+        _check_type("retry", policy, RetryPolicy)
+        self._retry = policy
+
+    @property
+    def timeout(self) -> Timeouts:
+        """The timeouts (read-only: they are built into the connection pool's settings)."""
+        return self._timeout
+
+    @property
+    def limits(self) -> Limits:
+        """The limits on responses (read-only)."""
+        return self._limits
 
     # -- life cycle -----------------------------------------------------------------
 
@@ -137,34 +187,52 @@ class Session:
 
     def statistics(self) -> SessionStatistics:
         """A snapshot of this session's counters: HTTP requests sent and retries made."""
-        return SessionStatistics(requests=self._transport.requests, retries=self._transport.retries)
+        return SessionStatistics(requests=self._transport.requests, retries=self._retries)
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
-        return f"<Session base_url={self.base_url!r} {state}>"
+        base = None if self.base_url is None else redact_url(self.base_url)
+        return f"<Session base_url={base!r} {state}>"
 
     # -- handles --------------------------------------------------------------------
 
     def stream(self, url: str, *, content_type: str | None = None) -> Stream:
-        """A handle on the stream at ``url`` (a path joined to ``base_url``, or absolute).
+        """A handle on the stream named ``url`` under ``base_url`` (or at an absolute URL).
 
-        No I/O. ``content_type`` tells the handle the stream's type when it is known, which
-        saves the HEAD request an append otherwise makes once to learn it.
+        No I/O. A name is ``/``-separated segments, each percent-encoded, so a name built
+        from user input addresses exactly that stream; dot segments, empty segments and
+        control characters are refused. An absolute URL must be on the base URL's origin
+        or one of ``allowed_origins``. ``content_type`` tells the handle the stream's
+        type when it is known, which saves the HEAD request an append otherwise makes
+        once to learn it.
+
+        Raises:
+            InvalidArgumentError: a name or URL that is refused, before any I/O.
         """
         from ._stream import Stream  # noqa: PLC0415 - _stream imports this module
 
         return Stream(self, self.url_for(url), content_type=content_type)
 
     def url_for(self, url: str) -> str:
-        """The absolute URL for ``url``: itself if absolute, else joined to ``base_url``."""
-        if not isinstance(url, str) or not url:
-            raise InvalidArgumentError(f"stream URL must be a non-empty string, got {url!r}")
-        if urlsplit(url).scheme:
-            _check_absolute(url)
+        """The absolute URL of a stream name (joined to ``base_url``) or absolute URL."""
+        if isinstance(url, str) and urlsplit(url).scheme:
+            url = urls.check_stream_url(url)
+            self._check_origin(url)
             return url
+        path = urls.stream_path(url)
         if self.base_url is None:
-            raise InvalidArgumentError(f"{url!r} is relative and the session has no base_url")
-        return self.base_url.rstrip("/") + "/" + url.lstrip("/")
+            raise InvalidArgumentError(
+                f"{url!r} is relative and the session has no base_url", argument="url"
+            )
+        return urls.join(self.base_url, path)
+
+    def _check_origin(self, url: str) -> None:
+        if self._origins is not None and urls.origin(url) not in self._origins:
+            raise InvalidArgumentError(
+                f"{redact_url(url)!r} is not on the session's origin; list it in "
+                "Session(allowed_origins=...) to send the session's credentials there",
+                argument="url",
+            )
 
     # -- requests (internal) --------------------------------------------------------
 
@@ -174,11 +242,18 @@ class Session:
         merged_params: dict[str, str] = {}
         for key, value in self.params.items():
             if key in RESERVED_PARAMS:
-                raise InvalidArgumentError(f"query parameter {key!r} belongs to the protocol")
+                raise InvalidArgumentError(
+                    f"query parameter {key!r} belongs to the protocol", argument="params"
+                )
             merged_params[key] = await _resolve(value)
         merged_params.update(params)
         # Sorted keys give identical requests identical URLs, so CDN caches can share them.
         return merged_headers, sorted(merged_params.items())
+
+    def _budget(self, *, live: bool = False) -> RetryBudget:
+        """A fresh budget for one operation under the current policy."""
+        policy = self._retry
+        return policy.budget(policy.live_max_retries if live else policy.max_retries)
 
     async def _request(
         self,
@@ -188,19 +263,86 @@ class Session:
         headers: Mapping[str, str] | None = None,
         params: Mapping[str, str] | None = None,
         body: Body = None,
-        retries: int | None,
+        budget: RetryBudget | None = None,
+        retries: int | None = -1,
         live: bool = False,
         stream: bool = False,
     ) -> Response | BodyStream:
-        hdrs = headers or {}
-        prms = params or {}
+        """Send, retrying transient failures within ``budget`` and following safe redirects.
 
-        async def prepare() -> Prepared:
-            return await self._prepare(hdrs, prms)
+        The final answer is returned whatever its status (a 3xx not followed raises
+        :class:`RedirectError`); the last transport error raises. A streamed body cannot
+        be replayed and is sent once.
+        """
+        if budget is None:  # TRANSITIONAL: callers still passing a retry count
+            budget = self._retry.budget(None if retries is None else max(retries, 0))
+        hdrs, prms = headers or {}, params or {}
+        replayable = body is None or isinstance(body, bytes)
+        target, hops = url, 0
+        while True:
+            sent_headers, sent_params = await self._prepare(hdrs, prms)
+            if budget.take_retry():
+                self._retries += 1
+            try:
+                result = await self._transport.send(
+                    method, target, headers=sent_headers, params=sent_params,
+                    body=body, live=live, stream=stream,
+                )  # fmt: skip
+            except TransportError as exc:
+                delay = budget.next_delay() if replayable else None
+                if delay is None:
+                    raise
+                log.debug(
+                    "%s %s failed (%s); retry in %.3fs", method, redact_url(target), exc, delay
+                )
+                await asyncio.sleep(delay)
+                continue
+            if 300 <= result.status < 400 and result.status != 304:
+                target = self._redirect(method, target, result, hops)
+                hops += 1
+                continue
+            if not is_retryable_status(result.status) or not replayable:
+                return result
+            delay = budget.next_delay(retry_after(result.headers))
+            if delay is None:
+                return result
+            log.debug(
+                "%s %s answered %d; retry in %.3fs",
+                method,
+                redact_url(target),
+                result.status,
+                delay,
+            )
+            if isinstance(result, BodyStream):
+                result.close()
+            await asyncio.sleep(delay)
 
-        return await self._transport.request(
-            method, url, prepare=prepare, body=body, retries=retries, live=live, stream=stream
+    def _redirect(self, method: str, url: str, result: Response | BodyStream, hops: int) -> str:
+        """The URL a read follows a redirect to; any other redirect raises."""
+        if isinstance(result, BodyStream):
+            result.close()
+        location = result.headers.get(LOCATION)
+        target = None
+        if method in _READ_METHODS and result.status in _FOLLOWED_REDIRECTS and location:
+            target = urls.resolve_redirect(url, location)
+        if target is None or hops >= MAX_REDIRECTS:
+            why = "too many redirects" if target is not None else "redirect not followed"
+            raise RedirectError(
+                f"{method} answered {result.status}: {why}"
+                + (f" (to {redact_url(location)})" if location else ""),
+                location=location,
+                url=url,
+                status=result.status,
+                headers=result.headers,
+            )
+        log.debug(
+            "%s %s redirected (%d) to %s",
+            method,
+            redact_url(url),
+            result.status,
+            redact_url(target),
         )
+        return target
 
     async def _fetch(
         self,
@@ -210,11 +352,19 @@ class Session:
         headers: Mapping[str, str] | None = None,
         params: Mapping[str, str] | None = None,
         body: Body = None,
-        retries: int | None,
+        budget: RetryBudget | None = None,
+        retries: int | None = -1,
         live: bool = False,
     ) -> Response:
         result = await self._request(
-            method, url, headers=headers, params=params, body=body, retries=retries, live=live
+            method,
+            url,
+            headers=headers,
+            params=params,
+            body=body,
+            budget=budget,
+            retries=retries,
+            live=live,
         )
         assert isinstance(result, Response)
         return result
@@ -233,20 +383,38 @@ async def _resolve(value: DynamicValue) -> str:
     return result
 
 
+def _check_type(name: str, value: object, kind: type) -> None:
+    if value is not None and not isinstance(value, kind):
+        raise InvalidArgumentError(
+            f"{name} must be a {kind.__name__}, got {type(value).__name__}", argument=name
+        )
+
+
 def _check_values(what: str, values: Mapping[str, DynamicValue]) -> None:
     for key, value in values.items():
         if not isinstance(key, str) or not key:
-            raise InvalidArgumentError(f"{what} names must be non-empty strings, got {key!r}")
+            raise InvalidArgumentError(
+                f"{what} names must be non-empty strings, got {key!r}", argument=what
+            )
         if not (isinstance(value, str) or callable(value)):
             raise InvalidArgumentError(
                 f"{what}[{key!r}] must be a str or a function returning one, "
-                f"got {type(value).__name__}"
+                f"got {type(value).__name__}",
+                argument=what,
             )
         if what == "params" and key in RESERVED_PARAMS:
-            raise InvalidArgumentError(f"query parameter {key!r} belongs to the protocol")
+            raise InvalidArgumentError(
+                f"query parameter {key!r} belongs to the protocol", argument=what
+            )
 
 
-def _check_absolute(url: str) -> None:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise InvalidArgumentError(f"expected an absolute http(s) URL, got {url!r}")
+def _trusted_origins(
+    base_url: str | None, allowed: Iterable[str]
+) -> frozenset[tuple[str, str, int]] | None:
+    """The origins absolute URLs may name; ``None``: any (no base URL, nothing listed)."""
+    if isinstance(allowed, str):
+        allowed = [allowed]
+    origins = {urls.origin(urls.check_absolute(o, argument="allowed_origins")) for o in allowed}
+    if base_url is not None:
+        origins.add(urls.origin(base_url))
+    return frozenset(origins) if origins else None

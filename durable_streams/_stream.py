@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from ._errors import InvalidArgumentError, ParseError
+from ._errors import InvalidArgumentError, MissingHeaderError
 from ._protocol import headers as h
 from ._protocol.errors import Op, error_for
 from ._protocol.framing import (
@@ -94,7 +94,7 @@ class Stream:
             headers[h.STREAM_CLOSED] = h.TRUE
         body = None if data is None else encode_body(data, content_type, allow_empty=True)
         response = await self.session._fetch(
-            "PUT", self.url, headers=headers, body=body, retries=self.session.retry.max_retries
+            "PUT", self.url, headers=headers, body=body, budget=self.session._budget()
         )
         return self._created(response, Op.CREATE, fallback_type=content_type)
 
@@ -147,7 +147,7 @@ class Stream:
             _check_content_type(content_type)
             headers[h.CONTENT_TYPE] = content_type
         response = await self.session._fetch(
-            "PUT", self.url, headers=headers, retries=self.session.retry.max_retries
+            "PUT", self.url, headers=headers, budget=self.session._budget()
         )
         return self._created(response, Op.FORK, fallback_type=content_type)
 
@@ -160,9 +160,7 @@ class Stream:
             StreamNotFoundError: no stream here.
             GoneError: the stream was deleted (forks keep its data).
         """
-        response = await self.session._fetch(
-            "HEAD", self.url, retries=self.session.retry.max_retries
-        )
+        response = await self.session._fetch("HEAD", self.url, budget=self.session._budget())
         if response.status != 200:
             raise error_for(response.status, response.headers, op=Op.HEAD, url=self.url)
         hdrs = response.headers
@@ -171,7 +169,7 @@ class Stream:
             self.content_type = content_type
         return StreamInfo(
             content_type=content_type,
-            offset=self._next_offset(hdrs),
+            offset=self._next_offset(hdrs, "the answer to a HEAD"),
             closed=h.flag(hdrs, h.STREAM_CLOSED),
             ttl=h.optional_int(hdrs, h.STREAM_TTL),
             expires_at=hdrs.get(h.STREAM_EXPIRES_AT),
@@ -180,9 +178,7 @@ class Stream:
 
     async def exists(self) -> bool:
         """Whether a stream exists at this URL (a HEAD that answers 404 means no)."""
-        response = await self.session._fetch(
-            "HEAD", self.url, retries=self.session.retry.max_retries
-        )
+        response = await self.session._fetch("HEAD", self.url, budget=self.session._budget())
         if response.status == 200:
             return True
         if response.status == 404:
@@ -197,9 +193,7 @@ class Stream:
                 already deleted it).
             GoneError: already deleted while forks keep its data.
         """
-        response = await self.session._fetch(
-            "DELETE", self.url, retries=self.session.retry.max_retries
-        )
+        response = await self.session._fetch("DELETE", self.url, budget=self.session._budget())
         if response.status not in (200, 204):
             raise error_for(response.status, response.headers, op=Op.DELETE, url=self.url)
 
@@ -282,14 +276,19 @@ class Stream:
             "POST",
             self.url,
             headers={h.STREAM_CLOSED: h.TRUE},
-            retries=self.session.retry.max_retries,
+            budget=self.session._budget(),
         )
         hdrs = response.headers
         # A plain close of a closed stream may be answered 409 + Stream-Closed: still closed.
         if response.status in (200, 204) or (
             response.status == 409 and h.flag(hdrs, h.STREAM_CLOSED)
         ):
-            return self._next_offset(hdrs)
+            if not h.flag(hdrs, h.STREAM_CLOSED):  # a success that is no answer to a close
+                raise MissingHeaderError(
+                    h.STREAM_CLOSED, what="the answer to a close", url=self.url,
+                    status=response.status, headers=hdrs,
+                )  # fmt: skip
+            return self._next_offset(hdrs, "the answer to a close")
         raise error_for(response.status, hdrs, op=Op.CLOSE, url=self.url)
 
     # -- reading ----------------------------------------------------------------------
@@ -381,7 +380,7 @@ class Stream:
             self.url,
             headers=headers,
             body=body,
-            retries=retry.max_retries if retry.retry_appends else 0,
+            budget=retry.budget(retry.max_retries if retry.retry_appends else 0),
         )
         if response.status not in (200, 204):
             raise error_for(
@@ -391,8 +390,13 @@ class Stream:
                 url=self.url,
                 sent_stream_seq=seq is not None,
             )
+        if close and not h.flag(response.headers, h.STREAM_CLOSED):
+            raise MissingHeaderError(
+                h.STREAM_CLOSED, what="the answer to a closing append", url=self.url,
+                status=response.status, headers=response.headers,
+            )  # fmt: skip
         return AppendResult(
-            offset=self._next_offset(response.headers),
+            offset=self._next_offset(response.headers, "the answer to an append"),
             closed=h.flag(response.headers, h.STREAM_CLOSED),
         )
 
@@ -403,16 +407,17 @@ class Stream:
         self.content_type = hdrs.get(h.CONTENT_TYPE) or fallback_type or self.content_type
         return CreateResult(
             created=response.status == 201,
-            offset=self._next_offset(hdrs),
+            offset=self._next_offset(hdrs, f"the answer to a {op.value}"),
             closed=h.flag(hdrs, h.STREAM_CLOSED),
             content_type=self.content_type,
             location=hdrs.get(h.LOCATION),
         )
 
-    def _next_offset(self, headers: Mapping[str, str]) -> str:
+    def _next_offset(self, headers: Mapping[str, str], what: str) -> str:
+        """The ``Stream-Next-Offset`` every successful answer but a delete carries."""
         offset = headers.get(h.STREAM_NEXT_OFFSET)
         if not offset:
-            raise ParseError("response has no Stream-Next-Offset header", url=self.url)
+            raise MissingHeaderError(h.STREAM_NEXT_OFFSET, what=what, url=self.url, headers=headers)
         return offset
 
     def _source_path(self, source: str | Stream) -> str:

@@ -1,46 +1,44 @@
 """The HTTP seam: the only module that imports aiohttp.
 
-It sends one request (:meth:`Transport.send`), or one request with retries and backoff
-(:meth:`Transport.request`), and turns every aiohttp exception into one of ours, keeping
-the original as ``__cause__``. It never interprets a status beyond "transient or not":
-classification is :mod:`durable_streams._protocol.errors`' job.
+:meth:`Transport.send` makes exactly one request and returns its answer, whatever the
+status; retries, redirects and status meanings are decided above it. Every request is
+made with explicit options (no redirects, no raising on status, no decompression, no
+client middlewares), so a borrowed ``aiohttp.ClientSession``'s defaults cannot change
+the library's behaviour. Every aiohttp exception becomes one of ours, with the original
+kept as ``__cause__`` and secrets redacted from the message.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
+import inspect
 import warnings
-import zlib
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from dataclasses import dataclass
-from types import TracebackType
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import aiohttp
+import yarl
 
-from ._config import RetryPolicy, Timeouts
+from ._config import Limits, Timeouts
 from ._errors import (
     DurableStreamsError,
     InvalidArgumentError,
+    LimitExceededError,
     NetworkError,
     RequestTimeoutError,
     ResourceClosedError,
     TransportError,
 )
-from ._protocol.errors import is_retryable_status, retry_after
+from ._protocol.decoding import ContentDecoder
 from ._protocol.headers import lower_keys as _lower
 
-log = logging.getLogger("durable_streams")
-
 Body = bytes | AsyncIterable[bytes] | None
-Prepared = tuple[dict[str, str], list[tuple[str, str]]]
-Prepare = Callable[[], Awaitable[Prepared]]
 
 
 @dataclass(frozen=True, slots=True)
 class Response:
-    """A complete response: status, lower-cased headers and the whole body."""
+    """A complete response: status, lower-cased headers and the whole (decoded) body."""
 
     status: int
     headers: Mapping[str, str]
@@ -48,46 +46,68 @@ class Response:
 
 
 class BodyStream:
-    """An open response whose body is read piece by piece (an SSE connection).
+    """An open response whose body is read piece by piece (a byte read, an SSE connection).
 
+    Every piece is at most ``Limits.max_chunk_bytes`` long, however compressed the body.
     ``close()`` is synchronous so that it can run from ``__del__`` and ``finally`` blocks
     without awaiting; it drops the connection rather than returning it to the pool.
     """
 
-    __slots__ = ("_decoder", "_response", "headers", "status", "url")
+    __slots__ = ("_decoder", "_limits", "_response", "headers", "status", "url")
 
-    def __init__(self, response: aiohttp.ClientResponse, url: str) -> None:
+    def __init__(self, response: aiohttp.ClientResponse, url: str, limits: Limits) -> None:
         self._response: aiohttp.ClientResponse | None = response
+        self._limits = limits
         self.status = response.status
         self.headers = _lower(response.headers)
         self.url = url
         # These have no body whatever their Content-Encoding says.
         bodyless = response.method == "HEAD" or response.status in (204, 304)
-        self._decoder = _Decoder(self.headers.get("content-encoding"), url, bodyless=bodyless)
+        self._decoder = ContentDecoder(
+            self.headers.get("content-encoding"), url=url, bodyless=bodyless
+        )
 
     async def read_chunk(self) -> bytes:
-        """The next bytes of the body as they arrive; ``b""`` at the end."""
+        """The next decoded bytes of the body as they arrive; ``b""`` at the end."""
+        return await self._read_bounded(self._limits.max_chunk_bytes)
+
+    async def read_all(self) -> bytes:
+        """The rest of the body, refused past ``Limits.max_body_bytes`` once decoded."""
+        maximum = self._limits.max_body_bytes
+        parts: list[bytes] = []
+        total = 0
+        while chunk := await self._read_bounded(maximum - total + 1):
+            total += len(chunk)
+            if total > maximum:
+                raise LimitExceededError(
+                    "response body is too large",
+                    limit="max_body_bytes",
+                    maximum=maximum,
+                    url=self.url,
+                )
+            parts.append(chunk)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    async def _read_bounded(self, size: int) -> bytes:
         while self._response is not None:
-            try:
-                raw = await self._response.content.readany()
-            except (TimeoutError, aiohttp.ClientError) as exc:
-                _raise_transport(exc, self.url)
-            if not raw:
-                return self._decoder.finish()
-            data = self._decoder.feed(raw)
-            if data:  # a little compressed input may decode to nothing yet
+            if self._decoder.pending():
+                data = self._decoder.feed(b"", size)
+            else:
+                raw = await self._read_raw()
+                if not raw:
+                    self._decoder.finish()
+                    return b""
+                data = self._decoder.feed(raw, size)
+            if data:
                 return data
         return b""
 
-    async def read_all(self) -> bytes:
-        """The rest of the body."""
-        if self._response is None:
-            return b""
+    async def _read_raw(self) -> bytes:
+        assert self._response is not None
         try:
-            raw = await self._response.read()
+            return await self._response.content.readany()
         except (TimeoutError, aiohttp.ClientError) as exc:
-            _raise_transport(exc, self.url)
-        return self._decoder.feed(raw) + self._decoder.finish()
+            _raise_transport(exc, self.url, self._limits)
 
     def close(self) -> None:
         """Drop the connection. Safe to call more than once."""
@@ -97,7 +117,7 @@ class BodyStream:
 
 
 class Transport:
-    """Owns, or borrows, one ``aiohttp.ClientSession``.
+    """Owns, or borrows, one ``aiohttp.ClientSession``, and makes single requests.
 
     The client session is created lazily inside the running loop, on first use, so the
     constructor does no I/O and needs no loop.
@@ -107,12 +127,17 @@ class Transport:
         self,
         *,
         timeouts: Timeouts,
-        retry: RetryPolicy,
+        limits: Limits,
         client_session: aiohttp.ClientSession | None = None,
         max_connections: int = 4096,
     ) -> None:
-        self.timeouts = timeouts
-        self.retry = retry
+        if client_session is not None and getattr(client_session, "_base_url", None):
+            raise InvalidArgumentError(
+                "a borrowed aiohttp.ClientSession must not have a base_url; "
+                "give the base URL to Session instead",
+                argument="client_session",
+            )
+        self.limits = limits
         self._client = client_session
         self._owns = client_session is None
         self._max_connections = max_connections
@@ -127,13 +152,8 @@ class Transport:
         self._live_timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=timeouts.connect, sock_read=timeouts.live_idle
         )
-        self.retries = 0
+        self._options = _request_options(limits)
         self.requests = 0
-
-    @property
-    def started(self) -> bool:
-        """Whether a client session exists (created or borrowed)."""
-        return self._client is not None
 
     @property
     def closed(self) -> bool:
@@ -146,6 +166,12 @@ class Transport:
         if self._client is None:
             connector = aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0)
             self._client = aiohttp.ClientSession(connector=connector)
+            # aiohttp silently resends an idempotent request once when a kept-alive
+            # connection turns out closed; the retry budget must see every request.
+            if hasattr(self._client, "_retry_connection"):
+                self._client._retry_connection = False
+        elif self._client.closed:
+            raise ResourceClosedError("the borrowed aiohttp.ClientSession is closed")
         return self._client
 
     def _timeout_for(self, *, live: bool, stream: bool) -> aiohttp.ClientTimeout:
@@ -182,29 +208,28 @@ class Transport:
         live: bool = False,
         stream: bool = False,
     ) -> Response | BodyStream:
-        """Send one request. Any status is returned; only a missing response raises."""
+        """Send one request. Any status is returned; only a missing response raises.
+
+        With ``stream``, a 200 answer comes back open, as a :class:`BodyStream`; every
+        other answer is read whole (within ``Limits.max_body_bytes``).
+        """
         session = self._session()
         self.requests += 1
         try:
             response = await session.request(
                 method,
-                url,
+                # Built and percent-encoded by the session: sent exactly as it is.
+                yarl.URL(url, encoded=True),
                 headers={"accept-encoding": _ACCEPT_ENCODING, **headers},
                 params=params,
                 data=_payload(body),
-                # aiohttp would label every body-less PUT and POST as octet-stream; the
-                # protocol decides (a fork without Content-Type inherits the source's).
-                skip_auto_headers=_SKIP_AUTO_HEADERS,
-                # Decompressed here, not by aiohttp, which takes a gzip body cut short for
-                # a complete one and loses its end without an error.
-                auto_decompress=False,
                 timeout=self._timeout_for(live=live, stream=stream),
-                allow_redirects=True,
+                **self._options,
             )
         except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
-            _raise_transport(exc, url)
+            _raise_transport(exc, url, self.limits)
         try:
-            body_stream = BodyStream(response, url)
+            body_stream = BodyStream(response, url, self.limits)
         except BaseException:
             response.close()
             raise
@@ -212,79 +237,41 @@ class Transport:
             return body_stream
         try:
             data = await body_stream.read_all()
-        finally:
-            response.release()
+        except BaseException:
+            response.close()  # unread or refused: the connection cannot be reused
+            raise
+        response.release()
         return Response(response.status, body_stream.headers, data)
-
-    async def request(
-        self,
-        method: str,
-        url: str,
-        *,
-        prepare: Prepare,
-        body: Body = None,
-        retries: int | None,
-        live: bool = False,
-        stream: bool = False,
-    ) -> Response | BodyStream:
-        """Send with retries: transient failures are retried ``retries`` times (None: forever).
-
-        ``prepare`` is awaited before every attempt, so dynamic headers and parameters are
-        evaluated afresh each time. A streaming body cannot be replayed and is never retried.
-        The final response is returned whatever its status; the last transport error raises.
-        """
-        if body is not None and not isinstance(body, bytes):
-            retries = 0
-        attempt = 0
-        while True:
-            headers, params = await prepare()
-            try:
-                result = await self.send(
-                    method, url, headers=headers, params=params, body=body, live=live, stream=stream
-                )
-            except TransportError as exc:
-                if retries is not None and attempt >= retries:
-                    raise
-                delay = self.retry.delay(attempt)
-                log.debug(
-                    "%s %s failed (%s); retry %d in %.3fs", method, url, exc, attempt + 1, delay
-                )
-            else:
-                if not is_retryable_status(result.status) or (
-                    retries is not None and attempt >= retries
-                ):
-                    return result
-                delay = self.retry.delay(attempt, retry_after(result.headers))
-                log.debug(
-                    "%s %s answered %d; retry %d in %.3fs",
-                    method,
-                    url,
-                    result.status,
-                    attempt + 1,
-                    delay,
-                )
-            attempt += 1
-            self.retries += 1
-            await asyncio.sleep(delay)
-
-    async def __aenter__(self) -> Transport:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 # aiohttp warns (ResourceWarning) about bytes bodies above 1 MiB, although they go out
 # in one buffered write; a one-chunk async iterable sends the same bytes, chunked.
 _LARGE_BODY = 2**20
 _SKIP_AUTO_HEADERS = ("Content-Type", "Accept-Encoding")
-# Only what _Decoder undoes (aiohttp would also offer br when brotli is installed).
+# Only what ContentDecoder undoes (aiohttp would also offer br when brotli is installed).
 _ACCEPT_ENCODING = "gzip, deflate"
+_REQUEST_PARAMETERS = frozenset(inspect.signature(aiohttp.ClientSession._request).parameters)
+
+
+def _request_options(limits: Limits) -> dict[str, Any]:
+    """The options every request states, whatever the client session's defaults are."""
+    options: dict[str, Any] = {
+        # Redirects are decided by the session (writes never follow one).
+        "allow_redirects": False,
+        # Statuses are interpreted by the protocol layer, never raised by aiohttp.
+        "raise_for_status": False,
+        # Decompressed here, within the limits, not by aiohttp, which also takes a gzip
+        # body cut short for a complete one.
+        "auto_decompress": False,
+        # aiohttp would label every body-less PUT and POST as octet-stream; the
+        # protocol decides (a fork without Content-Type inherits the source's).
+        "skip_auto_headers": _SKIP_AUTO_HEADERS,
+        "max_line_size": limits.max_header_bytes,
+        "max_field_size": limits.max_header_bytes,
+    }
+    if "middlewares" in _REQUEST_PARAMETERS:  # aiohttp >= 3.12: none of the session's
+        options["middlewares"] = ()
+    return {key: value for key, value in options.items() if key in _REQUEST_PARAMETERS}
 
 
 def _payload(body: Body) -> Body:
@@ -297,44 +284,18 @@ async def _one_chunk(body: bytes) -> AsyncIterator[bytes]:
     yield body
 
 
-class _Decoder:
-    """Undoes a response's Content-Encoding, and notices a compressed body cut short."""
-
-    __slots__ = ("_url", "_zlib")
-
-    def __init__(self, encoding: str | None, url: str, *, bodyless: bool = False) -> None:
-        self._url = url
-        encoding = "identity" if bodyless else (encoding or "identity").strip().lower()
-        if encoding == "gzip":
-            self._zlib: zlib._Decompress | None = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        elif encoding == "deflate":
-            self._zlib = zlib.decompressobj(zlib.MAX_WBITS)
-        elif encoding == "identity":
-            self._zlib = None
-        else:
-            raise NetworkError(f"unsupported Content-Encoding {encoding!r}", url=url)
-
-    def feed(self, data: bytes) -> bytes:
-        if self._zlib is None:
-            return data
-        try:
-            return self._zlib.decompress(data)
-        except zlib.error as exc:
-            raise NetworkError(f"corrupt compressed body: {exc}", url=self._url) from exc
-
-    def finish(self) -> bytes:
-        if self._zlib is None:
-            return b""
-        try:
-            rest = self._zlib.flush()
-        except zlib.error as exc:
-            raise NetworkError(f"corrupt compressed body: {exc}", url=self._url) from exc
-        if not self._zlib.eof:
-            raise NetworkError("compressed body ended before its end", url=self._url)
-        return rest
+def _header_too_long(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if type(current).__name__ == "LineTooLong" or "Got more than" in str(current):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
-def _raise_transport(exc: BaseException, url: str) -> NoReturn:
+def _raise_transport(exc: BaseException, url: str, limits: Limits) -> NoReturn:
     error: DurableStreamsError
     if isinstance(exc, aiohttp.InvalidURL):
         error = InvalidArgumentError(f"invalid URL: {exc}", url=url)
@@ -342,6 +303,16 @@ def _raise_transport(exc: BaseException, url: str) -> NoReturn:
         error = RequestTimeoutError("request timed out", url=url)
     elif isinstance(exc, ValueError) and not isinstance(exc, aiohttp.ClientError):
         error = InvalidArgumentError(f"request could not be built: {exc}", url=url)
+    elif _header_too_long(exc):
+        error = LimitExceededError(
+            "a response header line is too long",
+            limit="max_header_bytes",
+            maximum=limits.max_header_bytes,
+            url=url,
+        )
     else:
         error = NetworkError(f"{type(exc).__name__}: {exc}".rstrip(": "), url=url)
     raise error from exc
+
+
+__all__ = ["Body", "BodyStream", "Response", "Transport", "TransportError"]

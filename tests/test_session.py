@@ -473,8 +473,14 @@ async def test_base_url_joining(
         assert await plain.stream(server.url + expected_suffix.format(n=n)).read_all() == ["joined"]
 
 
-async def test_absolute_url_bypasses_base_url(server: ReferenceServer, path: str) -> None:
+async def test_absolute_url_on_another_origin_needs_allowed_origins(
+    server: ReferenceServer, path: str
+) -> None:
     async with ds.Session("http://127.0.0.1:9/elsewhere/") as session:
+        with pytest.raises(ds.InvalidArgumentError) as refused:
+            session.stream(server.stream_url(path))
+        assert refused.value.argument == "url"
+    async with ds.Session("http://127.0.0.1:9/elsewhere/", allowed_origins=[server.url]) as session:
         stream = session.stream(server.stream_url(path))
         assert stream.url == server.stream_url(path)
         await stream.create(content_type=JSON)
@@ -484,10 +490,13 @@ async def test_absolute_url_bypasses_base_url(server: ReferenceServer, path: str
         assert await stream.exists()
 
 
-async def test_stream_url_query_is_kept(server: ReferenceServer, path: str) -> None:
-    # Extension parameters in the stream URL survive next to the protocol's own.
+async def test_question_mark_in_a_name_is_part_of_the_name(
+    server: ReferenceServer, path: str
+) -> None:
+    # A "?" in a name is encoded: the name addresses one stream, never a query.
     async with ds.Session(server.url, params={"b": "2"}) as session:
         stream = session.stream(path + "?a=1")
+        assert stream.url.endswith("%3Fa=1")
         await stream.create(content_type=JSON)
         await stream.append("q")
         assert await stream.read_all() == ["q"]

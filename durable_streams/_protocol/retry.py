@@ -23,7 +23,16 @@ class RetryBudget:
         rng: the random source of the jitter (injectable for tests).
     """
 
-    __slots__ = ("_failures", "_initial", "_limit", "_maximum", "_multiplier", "_rng", "used")
+    __slots__ = (
+        "_failures",
+        "_initial",
+        "_limit",
+        "_maximum",
+        "_multiplier",
+        "_rng",
+        "_unsent",
+        "used",
+    )
 
     def __init__(
         self,
@@ -40,6 +49,7 @@ class RetryBudget:
         self._maximum = maximum
         self._rng = rng
         self._failures = 0
+        self._unsent = 0
         self.used = 0
         """Retries granted so far (never reset)."""
 
@@ -64,8 +74,20 @@ class RetryBudget:
             rng=self._rng,
         )
         self._failures += 1
+        self._unsent += 1
         self.used += 1
         return delay
+
+    def take_retry(self) -> bool:
+        """Whether the request about to be sent is a retry this budget granted.
+
+        The sender calls it once per request, so every granted retry is counted once,
+        wherever the failure that caused it was seen (an answer, or a body cut short).
+        """
+        if self._unsent:
+            self._unsent -= 1
+            return True
+        return False
 
     def reset(self) -> None:
         """Progress was made: the next failure counts as the first again."""

@@ -169,7 +169,7 @@ def _awaited(obj: object) -> Iterator[object]:
 def suspended_in(task: asyncio.Task[Any]) -> str:
     """Where a task waits, as the innermost library function (and ``sleep`` if it sleeps).
 
-    For example ``Transport.request>sleep`` (a retry backoff) or ``BodyStream.read_chunk``.
+    For example ``Session._request>sleep`` (a retry backoff) or ``BodyStream.read_chunk``.
     """
     coro = task.get_coro()
     if inspect.iscoroutine(coro) and inspect.getcoroutinestate(coro) == inspect.CORO_CREATED:

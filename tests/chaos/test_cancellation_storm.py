@@ -405,7 +405,7 @@ class Aim:
     offset: str = "-1"
 
 
-_READ = "BodyStream.read_"  # read_chunk (byte bodies, SSE) or read_all (JSON bodies)
+_READ = "BodyStream._read_raw"  # every body read (bytes, SSE, JSON) waits for bytes here
 _BACKOFF = "StreamReader._read_failed>sleep"
 _HELD = Plan(Fault.STALL, after=MID, stall=3.0)  # a body held in its middle
 _HELD_HEAD = Plan(Fault.STALL, after=0, stall=3.0)  # an answer held before its first byte
@@ -415,7 +415,7 @@ AIMS = {
     # aiohttp itself retries an idempotent request once on a refused connection: two in a
     # row reach the library's backoff.
     "request retry backoff": Aim(
-        False, (("Transport.request>sleep", 2),), (Plan(Fault.REFUSE), Plan(Fault.REFUSE))
+        False, (("Session._request>sleep", 2),), (Plan(Fault.REFUSE), Plan(Fault.REFUSE))
     ),
     "re-request after a cancelled read": Aim(
         False, ((_READ, 1), ("Transport.send", 2)), (_HELD, _HELD_HEAD)

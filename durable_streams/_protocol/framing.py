@@ -1,11 +1,12 @@
-"""Message framing: JSON wrapping on append, flattening on read, base64 for SSE."""
+"""Message framing: the one encoding of appends, JSON flattening on read, base64 for SSE."""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .._errors import InvalidArgumentError, ParseError
@@ -64,25 +65,95 @@ _c_encode = (
 )
 
 
-def encode_json_value(value: object, *, argument: str = "value") -> bytes:
-    """Serialise one message strictly, raising :class:`InvalidArgumentError` if it is not JSON."""
+def encode_json_value(value: object, *, argument: str = "data") -> bytes:
+    """Serialise one Python value strictly; :class:`InvalidArgumentError` if it is not JSON."""
     try:
         if _c_encode is not None:
             return "".join(_c_encode(value, 0)).encode()
         return _encoder.encode(value).encode()
     except (TypeError, ValueError, RecursionError) as exc:
+        # ValueError includes NaN and the UnicodeEncodeError of a lone surrogate.
         raise InvalidArgumentError(
             f"{argument} is not JSON-serialisable: {exc}", argument=argument
         ) from exc
 
 
-def check_json_bytes(data: bytes) -> bytes:
-    """Check that already-encoded bytes are one valid JSON value, as a JSON stream needs."""
+def check_json_bytes(data: bytes, *, argument: str = "data") -> bytes:
+    """Check that already-encoded bytes are exactly one valid JSON value.
+
+    Parsed, not guessed at: a message that is not JSON would make the server refuse the
+    whole request, and so every message batched with it.
+    """
+    if not data:
+        raise _empty(argument)
     try:
         _loads(data.decode())
     except (ValueError, RecursionError) as exc:  # deep nesting exhausts the parser
-        raise InvalidArgumentError(f"bytes are not valid JSON: {exc}", argument="data") from exc
+        raise InvalidArgumentError(
+            f"{argument} is not one valid JSON value: {exc}", argument=argument
+        ) from exc
     return data
+
+
+# -- appending: the one encoding path -------------------------------------------------
+#
+# A message is what one append (or one producer ``append``) adds to a stream. On a JSON
+# stream it is one JSON value: any Python value is encoded; ``bytes`` (bytearray,
+# memoryview) are one already-encoded value, checked, never split. On other streams it is
+# ``bytes`` as they are or ``str`` as UTF-8. A request body is the encoded messages framed
+# together: a JSON array (the server appends its elements) or the bytes end to end.
+
+_BYTES_LIKE = (bytes, bytearray, memoryview)
+
+
+def _empty(argument: str) -> InvalidArgumentError:
+    return InvalidArgumentError(f"{argument} is empty: cannot append empty data", argument=argument)
+
+
+def encode_json_message(data: object, *, argument: str = "data") -> bytes:
+    """One message of a JSON stream, encoded: ``bytes`` checked as one value, else serialised."""
+    if isinstance(data, _BYTES_LIKE):
+        return check_json_bytes(bytes(data), argument=argument)
+    return encode_json_value(data, argument=argument)
+
+
+def encode_byte_message(
+    data: object, *, content_type: str = DEFAULT_CONTENT_TYPE, argument: str = "data"
+) -> bytes:
+    """One message of a non-JSON stream: ``bytes`` as they are, ``str`` as UTF-8."""
+    if isinstance(data, _BYTES_LIKE):
+        encoded = bytes(data)
+    elif isinstance(data, str):
+        encoded = _utf8(data, argument)
+    else:
+        raise InvalidArgumentError(
+            f"{argument}: a {content_type} stream takes bytes or str, not {type(data).__name__}",
+            argument=argument,
+        )
+    if not encoded:
+        raise _empty(argument)
+    return encoded
+
+
+def _utf8(text: str, argument: str) -> bytes:
+    try:
+        return text.encode()
+    except UnicodeEncodeError as exc:  # a lone surrogate has no UTF-8 form
+        raise InvalidArgumentError(
+            f"{argument} is not encodable as UTF-8: {exc}", argument=argument
+        ) from exc
+
+
+def message_encoder(content_type: str) -> Callable[[object], bytes]:
+    """The function that encodes one message for a stream of ``content_type``.
+
+    Chosen once per stream type, so a producer pays for no content-type check per message.
+    Each raises :class:`InvalidArgumentError` (``argument="data"``) for data the stream
+    cannot take, before anything is sent.
+    """
+    if is_json(content_type):
+        return encode_json_message
+    return functools.partial(encode_byte_message, content_type=content_type)
 
 
 def frame_json_batch(encoded: Iterable[bytes]) -> bytes:
@@ -90,9 +161,48 @@ def frame_json_batch(encoded: Iterable[bytes]) -> bytes:
     return b"[" + b",".join(encoded) + b"]"
 
 
-def encode_json_append(value: object, *, argument: str = "data") -> bytes:
-    """The body that appends ``value`` as exactly one message (wrapped, so arrays stay whole)."""
-    return b"[" + encode_json_value(value, argument=argument) + b"]"
+def frame_messages(encoded: Iterable[bytes], *, json_stream: bool) -> bytes:
+    """The request body that appends these encoded messages, in order."""
+    return frame_json_batch(encoded) if json_stream else b"".join(encoded)
+
+
+def encode_json_append(data: object, *, argument: str = "data") -> bytes:
+    """The body that appends ``data`` to a JSON stream as exactly one message."""
+    return b"[" + encode_json_message(data, argument=argument) + b"]"
+
+
+def encode_append(
+    data: object, content_type: str, *, allow_empty: bool = False, argument: str = "data"
+) -> bytes:
+    """The request body that appends ``data`` as exactly one message (see above).
+
+    ``allow_empty`` (for the initial data of a create) lets empty ``bytes`` (and, on
+    non-JSON streams, an empty ``str``) mean "no data": the body is then empty.
+    """
+    json_stream = is_json(content_type)
+    if allow_empty and _is_empty(data, json_stream=json_stream):
+        return b""
+    if json_stream:
+        return encode_json_append(data, argument=argument)
+    return encode_byte_message(data, content_type=content_type, argument=argument)
+
+
+def _is_empty(data: object, *, json_stream: bool) -> bool:
+    if isinstance(data, _BYTES_LIKE):
+        return len(data) == 0
+    return not json_stream and data == ""
+
+
+def precheck_message(data: object, *, argument: str = "data") -> None:
+    """Refuse data that a stream of no content type could take, before its type is known."""
+    if isinstance(data, _BYTES_LIKE):
+        if not data:
+            raise _empty(argument)
+    elif isinstance(data, str):
+        _utf8(data, argument)  # neither kind of stream can send a lone surrogate
+    else:
+        # Only a JSON stream takes other values, and only JSON ones.
+        encode_json_value(data, argument=argument)
 
 
 def parse_json_body(body: bytes, *, offset: str | None, url: str | None = None) -> list[Any]:

@@ -41,16 +41,23 @@ class Timeouts:
         live_idle: the longest silence tolerated on a live read (long-poll or SSE) before
             the connection is treated as dead and the read reconnects. Keep it above the
             server's long-poll wait (30 s on the reference server).
+        sse_probe: the silence on an open SSE connection after which a live reader asks
+            the server (with a ``HEAD`` request, keeping the connection) whether the
+            stream still exists. A deleted stream's SSE connection may stay open and
+            silent; the probe's 404 or 410 ends the read with ``StreamNotFoundError`` or
+            ``GoneError`` within about this long. ``None``: never probe.
     """
 
     connect: float | None = 10.0
     request: float | None = 30.0
     live_idle: float | None = 60.0
+    sse_probe: float | None = 10.0
 
     def __post_init__(self) -> None:
         _positive("connect", self.connect)
         _positive("request", self.request)
         _positive("live_idle", self.live_idle)
+        _positive("sse_probe", self.sse_probe)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ Start with :class:`Session`::
             print(message)
 """
 
+from . import _log  # noqa: F401 - installs the redacting filter on the logger
 from ._config import Limits as Limits
 from ._config import RetryPolicy as RetryPolicy
 from ._config import Timeouts as Timeouts

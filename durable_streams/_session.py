@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
@@ -13,6 +12,7 @@ from urllib.parse import urlsplit
 
 from ._config import Limits, RetryPolicy, Timeouts
 from ._errors import InvalidArgumentError, RedirectError, TransportError
+from ._log import log
 from ._protocol import urls
 from ._protocol.errors import is_retryable_status, retry_after
 from ._protocol.headers import LOCATION, RESERVED_PARAMS
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 
 __all__ = ["DynamicValue", "Session", "SessionStatistics"]
 
-log = logging.getLogger("durable_streams")
 
 Prepared = tuple[dict[str, str], list[tuple[str, str]]]
 

@@ -131,6 +131,10 @@ class Transport:
         client_session: aiohttp.ClientSession | None = None,
         max_connections: int = 4096,
     ) -> None:
+        # Set first: __del__ looks at them even when validation below fails.
+        self._client = client_session
+        self._owns = client_session is None
+        self._closed = False
         if client_session is not None and getattr(client_session, "_base_url", None):
             raise InvalidArgumentError(
                 "a borrowed aiohttp.ClientSession must not have a base_url; "
@@ -138,10 +142,7 @@ class Transport:
                 argument="client_session",
             )
         self.limits = limits
-        self._client = client_session
-        self._owns = client_session is None
         self._max_connections = max_connections
-        self._closed = False
         self._timeout = aiohttp.ClientTimeout(total=timeouts.request, sock_connect=timeouts.connect)
         # A streamed body may rightly take longer than any total limit (a large catch-up
         # read): bound the silence between bytes instead.

@@ -177,6 +177,7 @@ class ReferenceServer:
         port: int = 0,
         long_poll_timeout_ms: int | None = None,
         compression: bool = True,
+        webhooks: bool = False,
     ) -> None:
         """Configure the server; nothing runs until :meth:`start`.
 
@@ -187,6 +188,9 @@ class ReferenceServer:
         ``compression=False`` stops the server gzipping reads of 1 KiB or
         more; a truncated or corrupted *compressed* body fails in the
         client's decompressor instead of reaching the protocol layer.
+
+        ``webhooks=True`` enables webhook subscriptions (the server's ``webhooks``
+        option): the server then POSTs signed wakes to receiver URLs.
         """
         if not 0 <= port <= _MAX_PORT:
             msg = f"port must be in 0..{_MAX_PORT}, got {port}"
@@ -198,6 +202,7 @@ class ReferenceServer:
         self._requested_port = port
         self._long_poll_timeout_ms = long_poll_timeout_ms
         self._compression = compression
+        self._webhooks = webhooks
         self._proc: subprocess.Popen[bytes] | None = None
         self._stderr_file: IO[bytes] | None = None
         self._last_log = ""
@@ -425,6 +430,8 @@ class ReferenceServer:
             cmd += ["--long-poll-timeout", str(self._long_poll_timeout_ms)]
         if not self._compression:
             cmd.append("--no-compression")
+        if self._webhooks:
+            cmd.append("--webhooks")
         return cmd
 
     def _launch(self, port: int) -> None:

@@ -3,11 +3,11 @@
 // Python client's tests. Driven by tests/_refserver.py, usable by hand too:
 //
 //   node serve.mjs [--port N] [--data-dir PATH] [--long-poll-timeout MS]
-//                  [--no-compression] [--watch-stdin | --no-watch-stdin]
+//                  [--no-compression] [--webhooks] [--watch-stdin | --no-watch-stdin]
 //
 // Each option can also come from the environment (the flag wins):
 //   DS_TEST_PORT, DS_TEST_DATA_DIR, DS_TEST_LONG_POLL_TIMEOUT_MS,
-//   DS_TEST_COMPRESSION=0
+//   DS_TEST_COMPRESSION=0, DS_TEST_WEBHOOKS=1
 //
 // Protocol with the parent: once the server is listening, exactly one line
 // of JSON goes to stdout: {"url": "...", "port": N, "pid": N}. Nothing else
@@ -39,7 +39,7 @@ function usage(message) {
   if (message) process.stderr.write(`serve.mjs: ${message}\n`)
   process.stderr.write(
     `usage: node serve.mjs [--port N] [--data-dir PATH] ` +
-      `[--long-poll-timeout MS] [--no-compression] ` +
+      `[--long-poll-timeout MS] [--no-compression] [--webhooks] ` +
       `[--watch-stdin | --no-watch-stdin]\n`
   )
   process.exit(2)
@@ -57,6 +57,7 @@ function parseArgs(argv) {
     dataDir: env.DS_TEST_DATA_DIR || undefined,
     longPollTimeout: env.DS_TEST_LONG_POLL_TIMEOUT_MS || undefined,
     compression: env.DS_TEST_COMPRESSION !== `0`,
+    webhooks: env.DS_TEST_WEBHOOKS === `1`,
     watchStdin: undefined, // decided from what fd 0 is, unless forced
   }
   for (let i = 0; i < argv.length; i++) {
@@ -84,6 +85,9 @@ function parseArgs(argv) {
         break
       case `--no-compression`:
         opts.compression = false
+        break
+      case `--webhooks`:
+        opts.webhooks = true
         break
       case `--watch-stdin`:
         opts.watchStdin = true
@@ -128,6 +132,8 @@ const { DurableStreamTestServer } = await import(`@durable-streams/server`)
 const serverOptions = { host: HOST, port: opts.port, compression: opts.compression }
 if (opts.dataDir) serverOptions.dataDir = opts.dataDir
 if (opts.longPollTimeout !== undefined) serverOptions.longPollTimeout = opts.longPollTimeout
+// Webhook subscriptions (the server POSTs signed wakes to receivers) are off by default.
+if (opts.webhooks) serverOptions.webhooks = true
 
 let server
 try {

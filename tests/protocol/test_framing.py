@@ -13,15 +13,22 @@ from hypothesis import strategies as st
 
 import durable_streams as ds
 from durable_streams._protocol.framing import (
+    check_json_bytes,
     decode_base64_event,
+    encode_append,
+    encode_byte_message,
     encode_json_append,
+    encode_json_message,
     encode_json_value,
     frame_json_batch,
+    frame_messages,
     is_json,
     is_text,
     media_type,
+    message_encoder,
     parse_json_body,
     parse_json_event,
+    precheck_message,
 )
 
 # -- media types ------------------------------------------------------------------------------
@@ -191,6 +198,106 @@ def test_batch_framing_makes_one_array() -> None:
     encoded = [encode_json_value(v) for v in ({"a": 1}, [1, 2], "x")]
     assert frame_json_batch(encoded) == b'[{"a":1},[1,2],"x"]'
     assert json.loads(frame_json_batch(encoded)) == [{"a": 1}, [1, 2], "x"]
+
+
+# -- the one encoding path: a message, and the body that appends it -------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "body"),
+    [
+        (b"[1,2]", b"[[1,2]]"),
+        (b"[]", b"[[]]"),
+        (b' {"a": 1} ', b'[ {"a": 1} ]'),
+        (bytearray(b"1"), b"[1]"),
+        (memoryview(b'"s"'), b'["s"]'),
+        ([1, 2], b"[[1,2]]"),
+        ("", b'[""]'),
+    ],
+    ids=["array", "empty-array", "spaced-object", "bytearray", "memoryview", "list", "empty-str"],
+)
+def test_json_data_is_one_message_whatever_its_type(data: object, body: bytes) -> None:
+    assert encode_append(data, "application/json") == body
+    assert len(json.loads(body)) == 1
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", bytearray(), memoryview(b""), b"{", b"1 2", b"[1,]", b"NaN", b"\xff", b"   "],
+    ids=["empty", "bytearray", "memoryview", "open", "two", "trailing", "nan", "utf8", "blank"],
+)
+def test_json_bytes_that_are_not_one_value_are_refused(data: bytes) -> None:
+    with pytest.raises(ds.InvalidArgumentError) as caught:
+        encode_json_message(data)
+    assert caught.value.argument == "data"
+
+
+def test_empty_data_gets_the_same_error_on_every_kind_of_stream() -> None:
+    messages = set()
+    for encode in (message_encoder("application/json"), message_encoder("text/plain")):
+        with pytest.raises(ds.InvalidArgumentError) as caught:
+            encode(b"")
+        assert caught.value.argument == "data"
+        messages.add(str(caught.value))
+    assert len(messages) == 1
+
+
+@pytest.mark.parametrize(
+    ("data", "body"),
+    [(b"\x00", b"\x00"), (bytearray(b"ab"), b"ab"), ("héllo", "héllo".encode())],
+    ids=["bytes", "bytearray", "str"],
+)
+def test_byte_stream_data_is_sent_as_it_is(data: object, body: bytes) -> None:
+    assert encode_append(data, "application/octet-stream") == body
+    assert encode_byte_message(data) == body
+
+
+@pytest.mark.parametrize("data", ["\ud800", "ok \udfff", 3, None, {"a": 1}, [b"x"], ""], ids=repr)
+def test_byte_stream_refuses_what_is_not_bytes_or_utf8_text(data: object) -> None:
+    with pytest.raises(ds.InvalidArgumentError) as caught:
+        encode_append(data, "text/plain")
+    assert caught.value.argument == "data"
+    assert not isinstance(caught.value, UnicodeError)
+
+
+def test_allow_empty_means_no_data_for_a_create() -> None:
+    assert encode_append(b"", "application/json", allow_empty=True) == b""
+    assert encode_append("", "text/plain", allow_empty=True) == b""
+    # On a JSON stream an empty str is a value, not "no data".
+    assert encode_append("", "application/json", allow_empty=True) == b'[""]'
+
+
+def test_the_encoder_is_chosen_once_per_content_type() -> None:
+    assert message_encoder("application/json; charset=utf-8") is encode_json_message
+    encode = message_encoder("text/plain")
+    assert encode("x") == b"x"
+    with pytest.raises(ds.InvalidArgumentError, match="text/plain"):
+        encode(1)
+
+
+def test_frame_messages_by_stream_kind() -> None:
+    assert frame_messages([b"1", b"[2]"], json_stream=True) == b"[1,[2]]"
+    assert frame_messages([b"ab", b"cd"], json_stream=False) == b"abcd"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", "\ud800", math.nan, object(), {1, 2}],
+    ids=["empty", "surrogate", "nan", "obj", "set"],
+)
+def test_precheck_refuses_what_no_stream_takes(data: object) -> None:
+    with pytest.raises(ds.InvalidArgumentError) as caught:
+        precheck_message(data)
+    assert caught.value.argument == "data"
+
+
+@pytest.mark.parametrize("data", [b"x", "", "text", {"a": 1}, [1], 1, None], ids=repr)
+def test_precheck_lets_through_what_some_stream_takes(data: object) -> None:
+    precheck_message(data)
+
+
+def test_check_json_bytes_returns_the_bytes_unchanged() -> None:
+    assert check_json_bytes(b" [1, 2] ") == b" [1, 2] "
 
 
 # -- JSON read bodies -------------------------------------------------------------------------
@@ -424,3 +531,10 @@ def test_any_batch_survives_framing_then_read(values: list[object]) -> None:
     assert parse_json_body(body, offset=None) == values
     # The same array delivered as one SSE data event gives the same messages.
     assert parse_json_event(body.decode(), offset=None) == values
+
+
+@settings(max_examples=100, deadline=None)
+@given(value=_json_values)
+def test_a_value_and_its_encoding_append_the_same_message(value: object) -> None:
+    encoded = encode_json_value(value)
+    assert encode_append(encoded, "application/json") == encode_append(value, "application/json")

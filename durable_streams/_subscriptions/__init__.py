@@ -1,0 +1,36 @@
+"""Subscriptions (protocol sections 6 and 7): the management handle, pull-wake workers, a runner.
+
+``records`` holds the frozen records, ``wire`` the pure control-API code (URLs, bodies,
+answers, errors), ``management`` the :class:`Subscription` handle, ``pull`` the claim and
+the worker that follows a wake stream, and ``runner`` the ready-made worker loop.
+"""
+
+from .management import Subscription as Subscription
+from .records import ClaimInfo as ClaimInfo
+from .records import ClaimState as ClaimState
+from .records import LinkType as LinkType
+from .records import RunnerStatistics as RunnerStatistics
+from .records import StreamCursor as StreamCursor
+from .records import SubscriptionConfig as SubscriptionConfig
+from .records import SubscriptionInfo as SubscriptionInfo
+from .records import SubscriptionStream as SubscriptionStream
+from .records import SubscriptionType as SubscriptionType
+from .records import WakeEvent as WakeEvent
+from .records import WebhookSigning as WebhookSigning
+from .records import WorkerStatistics as WorkerStatistics
+
+__all__ = [
+    "ClaimInfo",
+    "ClaimState",
+    "LinkType",
+    "RunnerStatistics",
+    "StreamCursor",
+    "Subscription",
+    "SubscriptionConfig",
+    "SubscriptionInfo",
+    "SubscriptionStream",
+    "SubscriptionType",
+    "WakeEvent",
+    "WebhookSigning",
+    "WorkerStatistics",
+]

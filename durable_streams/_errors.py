@@ -22,12 +22,16 @@ Every exception the library raises on purpose derives from :class:`DurableStream
         ├── ForbiddenError              403 (not a producer fence)
         ├── StaleEpochError             403 on a producer request: fenced by a newer epoch
         ├── StreamNotFoundError         404
+        ├── SubscriptionNotFoundError   404 from the subscription API: no such subscription
         ├── NotSupportedError           405, 501
         ├── ConflictError               409
         │   ├── StreamExistsError       409 on create/fork: a different stream is there
         │   ├── StreamClosedError       409 with Stream-Closed: the stream is closed
         │   ├── SequenceConflictError   409 after sending Stream-Seq
-        │   └── SequenceGapError        409 with Producer-Expected-Seq
+        │   ├── SequenceGapError        409 with Producer-Expected-Seq
+        │   ├── SubscriptionExistsError 409 on a subscription create: another configuration
+        │   ├── SubscriptionFencedError 409 FENCED: a newer wake generation took the work
+        │   └── InvalidAckError         409 INVALID_OFFSET: an ack the cursor refuses
         ├── GoneError                   410
         ├── PayloadTooLargeError        413
         ├── RateLimitedError            429
@@ -52,6 +56,7 @@ __all__ = [
     "DurableStreamsError",
     "ForbiddenError",
     "GoneError",
+    "InvalidAckError",
     "InvalidArgumentError",
     "InvalidOffsetError",
     "LimitExceededError",
@@ -73,6 +78,9 @@ __all__ = [
     "StreamClosedError",
     "StreamExistsError",
     "StreamNotFoundError",
+    "SubscriptionExistsError",
+    "SubscriptionFencedError",
+    "SubscriptionNotFoundError",
     "TransportError",
     "UnauthorizedError",
     "UnexpectedStatusError",
@@ -311,6 +319,10 @@ class StreamNotFoundError(ResponseError):
     """404: no stream at this URL (or, for a fork, no source stream)."""
 
 
+class SubscriptionNotFoundError(ResponseError):
+    """404 from the subscription control API: no subscription with this id."""
+
+
 class NotSupportedError(ResponseError):
     """405 or 501: this server does not offer the operation. Never retried."""
 
@@ -368,6 +380,38 @@ class SequenceGapError(ConflictError):
         super().__init__(message, url=url, status=status, headers=headers)
         self.expected_seq = expected_seq
         self.received_seq = received_seq
+
+
+class SubscriptionExistsError(ConflictError):
+    """409 on a subscription create: one with this id has a different configuration."""
+
+
+class SubscriptionFencedError(ConflictError):
+    """409 ``FENCED``: the claim (or webhook wake) is no longer the current one.
+
+    Its lease expired, or it was finished or released, and the server moved on to a newer
+    generation; nothing this claim sends is applied any more. The work is (or will be)
+    someone else's: stop, and do not treat unacknowledged work as done.
+
+    Attributes:
+        generation: the generation the fenced claim held, if known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        generation: int | None = None,
+        url: str | None = None,
+        status: int | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, url=url, status=status, headers=headers)
+        self.generation = generation
+
+
+class InvalidAckError(ConflictError):
+    """409 ``INVALID_OFFSET``: an ack for an unknown stream, behind the cursor or past the tail."""
 
 
 class GoneError(ResponseError):

@@ -18,6 +18,7 @@ from ._protocol.errors import is_retryable_status, retry_after
 from ._protocol.headers import LOCATION, RESERVED_PARAMS
 from ._protocol.redact import redact_url
 from ._protocol.retry import RetryBudget
+from ._subscriptions import Subscription
 from ._transport import Body, BodyStream, Response, Transport
 
 if TYPE_CHECKING:
@@ -211,6 +212,20 @@ class Session:
         from ._stream import Stream  # noqa: PLC0415 - _stream imports this module
 
         return Stream(self, self.url_for(url), content_type=content_type)
+
+    def subscription(self, subscription_id: str) -> Subscription:
+        """A handle on the subscription ``subscription_id`` (protocol sections 6 and 7).
+
+        No I/O. ``base_url`` is the stream root: the subscription API is under it
+        (``{base_url}/__ds/subscriptions/{id}``) and the stream paths subscriptions name
+        (``events/a``) are stream names under it, as :meth:`stream` takes them. For the
+        reference server that is ``http://host:port/v1/stream``.
+
+        Raises:
+            InvalidArgumentError: an empty id, one with control characters, or a session
+                without a ``base_url``.
+        """
+        return Subscription(self, subscription_id)
 
     def url_for(self, url: str) -> str:
         """The absolute URL of a stream name (joined to ``base_url``) or absolute URL."""

@@ -107,7 +107,7 @@ _BYTES_LIKE = (bytes, bytearray, memoryview)
 
 
 def _empty(argument: str) -> InvalidArgumentError:
-    return InvalidArgumentError(f"{argument} is empty: cannot append empty data", argument=argument)
+    return InvalidArgumentError("cannot append empty data", argument=argument)
 
 
 def encode_json_message(data: object, *, argument: str = "data") -> bytes:

@@ -6,6 +6,8 @@ the worker that follows a wake stream, and ``runner`` the ready-made worker loop
 """
 
 from .management import Subscription as Subscription
+from .pull import Claim as Claim
+from .pull import PullWorker as PullWorker
 from .records import ClaimInfo as ClaimInfo
 from .records import ClaimState as ClaimState
 from .records import LinkType as LinkType
@@ -20,9 +22,11 @@ from .records import WebhookSigning as WebhookSigning
 from .records import WorkerStatistics as WorkerStatistics
 
 __all__ = [
+    "Claim",
     "ClaimInfo",
     "ClaimState",
     "LinkType",
+    "PullWorker",
     "RunnerStatistics",
     "StreamCursor",
     "Subscription",

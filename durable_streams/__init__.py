@@ -45,6 +45,7 @@ from ._errors import TransportError as TransportError
 from ._errors import UnauthorizedError as UnauthorizedError
 from ._errors import UnexpectedStatusError as UnexpectedStatusError
 from ._errors import UsageError as UsageError
+from ._errors import WebhookSignatureError as WebhookSignatureError
 from ._oneshot import append as append
 from ._oneshot import create as create
 from ._oneshot import delete as delete
@@ -117,6 +118,7 @@ __all__ = [
     "UnauthorizedError",
     "UnexpectedStatusError",
     "UsageError",
+    "WebhookSignatureError",
     "append",
     "create",
     "delete",

@@ -14,6 +14,7 @@ Every exception the library raises on purpose derives from :class:`DurableStream
     ├── ParseError                      a response the protocol does not allow
     │   ├── MissingHeaderError          a header this kind of answer must carry is absent
     │   └── LimitExceededError          a response exceeded one of the session's Limits
+    ├── WebhookSignatureError           a webhook request refused: its signature does not hold
     └── ResponseError                   the server answered with an error status
         ├── RedirectError               3xx not followed (writes never follow redirects)
         ├── BadRequestError             400
@@ -85,6 +86,7 @@ __all__ = [
     "UnauthorizedError",
     "UnexpectedStatusError",
     "UsageError",
+    "WebhookSignatureError",
 ]
 
 _NO_HEADERS: Mapping[str, str] = {}
@@ -243,6 +245,26 @@ class LimitExceededError(ParseError):
         super().__init__(f"{message} (Limits.{limit}={maximum})", offset=offset, url=url)
         self.limit = limit
         self.maximum = maximum
+
+
+class WebhookSignatureError(DurableStreamsError):
+    """A webhook request was refused: its signature does not prove the server sent it.
+
+    Answer such a request with 401 and do nothing it asks. The server retries a delivery
+    that was not answered with a 2xx, so a genuine wake refused by mistake (a clock far
+    off, say) comes again.
+
+    Attributes:
+        reason: why, one of ``"missing"`` (no header), ``"malformed"`` (not a signature
+            header), ``"stale"`` (signed before the replay window), ``"future"`` (signed
+            after it: the clocks disagree), ``"unknown_key"`` (its ``kid`` is not in the
+            server's key set, even after fetching it again) and ``"bad_signature"`` (the
+            body was changed, or another key signed it).
+    """
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 # -- status errors ---------------------------------------------------------------------

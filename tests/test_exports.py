@@ -60,6 +60,7 @@ EXPECTED_ALL = [
     "UnauthorizedError",
     "UnexpectedStatusError",
     "UsageError",
+    "WebhookSignatureError",
     "append",
     "create",
     "delete",

@@ -20,8 +20,11 @@ from .records import SubscriptionType as SubscriptionType
 from .records import WakeEvent as WakeEvent
 from .records import WebhookSigning as WebhookSigning
 from .records import WorkerStatistics as WorkerStatistics
+from .runner import BatchHandler as BatchHandler
+from .runner import SubscriptionRunner as SubscriptionRunner
 
 __all__ = [
+    "BatchHandler",
     "Claim",
     "ClaimInfo",
     "ClaimState",
@@ -32,6 +35,7 @@ __all__ = [
     "Subscription",
     "SubscriptionConfig",
     "SubscriptionInfo",
+    "SubscriptionRunner",
     "SubscriptionStream",
     "SubscriptionType",
     "WakeEvent",

@@ -416,6 +416,16 @@ async def _attempt(subscription: Subscription, worker: str) -> tuple[Claim | Non
     return claim, (None, info.generation)
 
 
+async def _give_back(attempt: asyncio.Future[tuple[Claim | None, _Refusal]]) -> None:
+    """Wait for a claim attempt whose caller was cancelled; release what it won."""
+    await asyncio.wait([attempt])
+    if attempt.cancelled() or attempt.exception() is not None:
+        return
+    claim, _ = attempt.result()
+    if claim is not None:
+        await claim.release()
+
+
 class PullWorker:
     """A named worker of a pull-wake subscription: follows the wake stream, wins claims.
 
@@ -462,7 +472,13 @@ class PullWorker:
         if self._closed:
             raise ResourceClosedError("the worker is closed")
         self._attempts += 1
-        claim, (code, generation) = await _attempt(self.subscription, self.name)
+        attempt = asyncio.ensure_future(_attempt(self.subscription, self.name))
+        try:
+            claim, (code, generation) = await asyncio.shield(attempt)
+        except asyncio.CancelledError:
+            # The claim may have been won while we were cancelled: give it back.
+            await finish_shielded(_give_back(attempt))
+            raise
         if generation is not None:
             self._taken = max(self._taken, generation)
         if claim is not None:

@@ -112,18 +112,23 @@ class WebhookCallback:
         )
 
     async def ack(self, acks: Mapping[str, str]) -> None:
-        """Record progress: each stream path's last processed offset (inclusive).
+        """Record progress: for each stream path, the offset up to which work is done.
 
-        Extends the lease. May wait; a cancelled ack may or may not have been applied.
+        An offset is one the server returned (a batch's ``offset``); the next wake reads
+        from it. Extends the lease. May wait; a cancelled ack may or may not have been
+        applied (an ack applied twice is the same ack).
 
         Raises:
             SubscriptionFencedError: the wake is no longer current; stop.
-            InvalidAckError: an offset behind the cursor or past the tail, or an unknown
-                stream.
+            InvalidAckError: an unknown stream, or an offset behind the cursor or past
+                the tail.
             UnauthorizedError: the token was refused (expired after an hour, say).
-            InvalidArgumentError: a malformed path or offset, before anything is sent.
+            InvalidArgumentError: no acks, or a malformed path or offset, before
+                anything is sent.
         """
-        await self._call(_check_acks(acks), done=False)
+        if not isinstance(acks, Mapping) or not acks:
+            raise InvalidArgumentError("acks must be a non-empty mapping", argument="acks")
+        await self._call(acks, done=False)
 
     async def heartbeat(self) -> None:
         """Extend the lease without acking anything. May wait.
@@ -132,15 +137,14 @@ class WebhookCallback:
             SubscriptionFencedError: the wake is no longer current; stop.
             UnauthorizedError: the token was refused.
         """
-        await self._call({}, done=False)
+        await self._call(None, done=False)
 
     async def done(self, acks: Mapping[str, str] | None = None) -> bool:
-        """Finish the wake: apply ``acks`` and release the lease.
+        """Finish the wake: apply ``acks`` (if any) and release the lease, in one request.
 
-        Without ``acks``, every pending stream is acked up to its snapshot tail
-        (:meth:`WebhookWake.tails`), as the ``{"done": true}`` answer would. Pass ``{}``
-        to release without acking anything (the server wakes again at once if work is
-        pending).
+        Unlike the ``{"done": true}`` answer, this acks only what it is given (and what
+        was acked before): pass ``wake.tails()`` to ack every pending stream up to the
+        wake's snapshot. Work left unacked makes the server wake again at once.
 
         Returns:
             True if the server issued a new wake at once (events arrived after the
@@ -150,10 +154,11 @@ class WebhookCallback:
             SubscriptionFencedError: the wake is no longer current; nothing was applied.
             InvalidAckError, UnauthorizedError, InvalidArgumentError: as for :meth:`ack`.
         """
-        chosen = self._wake.tails() if acks is None else _check_acks(acks)
-        return await self._call(chosen, done=True)
+        if acks is not None and not isinstance(acks, Mapping):
+            raise InvalidArgumentError("acks must be a mapping", argument="acks")
+        return await self._call(acks, done=True)
 
-    async def _call(self, acks: Mapping[str, str], *, done: bool) -> bool:
+    async def _call(self, acks: Mapping[str, str] | None, *, done: bool) -> bool:
         wake = self._wake
         body = encode_acks(wake.wake_id, wake.generation, acks, done=done)
         async with self._lock:
@@ -180,14 +185,6 @@ class WebhookCallback:
                 self._token = token
         next_wake = answer.get("next_wake")
         return next_wake is True
-
-
-def _check_acks(acks: object) -> Mapping[str, str]:
-    if not isinstance(acks, Mapping):
-        raise InvalidArgumentError(
-            f"acks must map stream paths to offsets, got {type(acks).__name__}", argument="acks"
-        )
-    return acks
 
 
 # -- integrations (imported on first use) ---------------------------------------------

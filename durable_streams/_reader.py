@@ -3,82 +3,89 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
-import time
-from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
 
 from ._errors import (
     DurableStreamsError,
     InvalidArgumentError,
+    InvalidOffsetError,
+    LimitExceededError,
+    MissingHeaderError,
+    NetworkError,
     ParseError,
     ReaderConsumedError,
+    ResourceClosedError,
     TransportError,
     UsageError,
 )
 from ._protocol import headers as h
 from ._protocol.errors import Op, error_for
-from ._protocol.framing import (
-    decode_base64_event,
-    is_json,
-    parse_json_body,
-    parse_json_event,
+from ._protocol.framing import is_json, parse_json_body
+from ._protocol.redact import redact_url
+from ._reader_queue import (
+    NOTHING,
+    SENTINELS,
+    PendingQueue,
+    Position,
+    check_offset,
+    parse_position,
+    skip_units,
 )
-from ._protocol.sse import SSEParser, parse_control
+from ._reader_sse import SSE_MAX_FRUITLESS, SSEConnection, SSEOverflow
 from ._transport import BodyStream, Response
 from ._types import Batch
 
 if TYPE_CHECKING:
+    from ._protocol.retry import RetryBudget
     from ._stream import Stream
 
-__all__ = ["LiveMode", "StreamReader"]
+__all__ = ["LiveMode", "StreamReader", "check_offset"]
 
 log = logging.getLogger("durable_streams")
 
 LiveMode: TypeAlias = bool | Literal["long-poll", "sse"]
 _LIVE_MODES = (True, False, "long-poll", "sse")
-_FORBIDDEN_IN_OFFSET = frozenset(",&=?/#% \t\r\n")
 
-# An SSE connection that ends sooner than this without closing the stream counts as
-# "short"; this many short ones in a row means something between us and the server
-# (typically a buffering proxy) breaks SSE, and the reader falls back to long-poll.
-SSE_SHORT_CONNECTION = 1.0
-SSE_MAX_SHORT_CONNECTIONS = 3
+# Answers in a row that place the stream's tail before the reader's position: after this
+# many the position is taken to lie past the tail. Fewer are tolerated, and read again,
+# because the file-backed reference server sends such answers when a read races an append.
+_MAX_BEHIND: Final = 4
 
 
-def check_offset(offset: object, *, sentinels: bool = True) -> str:
-    """Validate an offset given by a caller; offsets are opaque, but never contain these."""
-    if not isinstance(offset, str) or not offset:
-        raise InvalidArgumentError(
-            f"offset must be a non-empty str, got {offset!r}", argument="offset"
-        )
-    if not sentinels and offset in ("-1", "now"):
-        raise InvalidArgumentError(
-            f"offset {offset!r} is a sentinel; pass an offset the server returned",
-            argument="offset",
-        )
-    if any(c in _FORBIDDEN_IN_OFFSET or not c.isprintable() for c in offset):
-        raise InvalidArgumentError(
-            f"offset {offset!r} contains characters no server offset has", argument="offset"
-        )
-    return offset
+class _State(enum.Enum):
+    """A reader's one lifecycle; :meth:`StreamReader._enter` is the one place it moves."""
+
+    CATCH_UP = "catch-up"
+    LONG_POLL = "long-poll"
+    SSE = "sse"
+    DONE = "done"  # nothing more to fetch (caught up, or the end of a closed stream)
+    ENDED = "ended"  # done, and a consumer was told so: consuming again is refused
+    CLOSED = "closed"  # aclose() was called: every use is refused
+
+
+_FETCHING: Final = frozenset({_State.CATCH_UP, _State.LONG_POLL, _State.SSE})
 
 
 class _BodyRead:
     """A byte-stream response body being delivered piece by piece."""
 
-    __slots__ = ("delivered", "live", "skip", "stream")
+    __slots__ = ("delivered", "meta", "offset", "received", "skip", "stream")
 
-    def __init__(self, stream: BodyStream, *, live: bool, skip: int) -> None:
+    def __init__(self, stream: BodyStream, meta: Batch[Any], start: Position) -> None:
         self.stream = stream
-        self.live = live
-        self.skip = skip
-        self.delivered = skip
+        self.meta = meta  # the answer's position and flags, from its headers
+        self.offset = start.offset
+        self.skip = start.skip  # bytes at the start still to drop (delivered before)
+        self.delivered = start.skip  # bytes after ``offset`` handed on, counting skipped
+        self.received = 0
 
     def take(self, chunk: bytes) -> bytes:
         """The part of ``chunk`` not delivered before (after a re-read of the same range)."""
+        self.received += len(chunk)
         if self.skip:
             cut = min(self.skip, len(chunk))
             self.skip -= cut
@@ -87,35 +94,35 @@ class _BodyRead:
         return chunk
 
 
-class _SSEConnection:
-    __slots__ = ("base64", "body", "opened", "parser", "pending")
-
-    def __init__(self, body: BodyStream) -> None:
-        self.body = body
-        self.parser = SSEParser()
-        self.base64 = body.headers.get(h.SSE_DATA_ENCODING, "").strip().lower() == "base64"
-        self.pending: list[Any] = []
-        self.opened = time.monotonic()
-
-
 class StreamReader:
     """Reads a stream from an offset: an async iterator of messages, or of batches.
 
     Get one from :meth:`Stream.read`. Iterating it yields messages: parsed JSON values on
     ``application/json`` streams (each response's array flattened one level), and ``bytes``
     chunks on other streams. :meth:`batches` yields :class:`Batch` records instead, which
-    carry the offset to checkpoint. A reader is consumed once.
+    carry the offset to checkpoint; :meth:`read_all`, :meth:`body` and :meth:`text`
+    collect until the end.
+
+    **Styles mix.** Every style takes from one queue of received messages: iterate a
+    few messages, then ask for :meth:`batches` or :meth:`read_all`, and they carry on with
+    exactly the next message (a batch then holds the rest of its delivery). Once the end
+    was reached (``StopAsyncIteration``, or an accumulator returned) the reader is used
+    up: starting to consume it again raises :class:`ReaderConsumedError`.
+
+    **Positions.** :attr:`position` is where the reader stands after the last message
+    it handed out, by any style; pass it to :meth:`Stream.read` to resume with exactly
+    the next message. :attr:`offset` is never ahead of what was handed out.
 
     ``async with`` guarantees that an open connection is closed on exit; so does
-    :meth:`aclose`, after which iteration ends. Cancelling a task that is waiting in the
-    reader closes its connection but keeps its position: calling ``anext()`` on the same
-    reader again (or starting ``read(reader.offset)``) carries on with nothing skipped or
-    repeated. (A second ``async for`` over one reader is refused: a reader is consumed
-    once.)
+    :meth:`aclose`, after which every method raises :class:`ResourceClosedError`.
+    Cancelling a task that is waiting in the reader closes its connection but keeps its
+    position: calling ``anext()`` on the same reader again (or starting
+    ``read(reader.position)``) carries on with nothing skipped or repeated.
 
-    Transient failures (network errors, 429, 5xx) are retried with backoff, forever by
-    default while live (see :attr:`RetryPolicy.live_max_retries`). A malformed response
-    raises :class:`ParseError` without moving the offset, so iterating again retries it.
+    Transient failures (network errors, 429, 5xx, a body cut short) are retried with
+    backoff, forever by default while live (see :attr:`RetryPolicy.live_max_retries`,
+    which counts failures in a row without progress). A malformed response raises
+    :class:`ParseError` without moving the position, so iterating again retries it.
     """
 
     def __init__(
@@ -127,9 +134,9 @@ class StreamReader:
         cursor: str | None = None,
     ) -> None:
         # Set first: __del__ looks at them even when validation below fails.
-        self._sse: _SSEConnection | None = None
+        self._sse: SSEConnection | None = None
         self._body: _BodyRead | None = None
-        check_offset(offset)
+        at = parse_position(offset)
         if not any(
             live is mode or (isinstance(mode, str) and live == mode) for mode in _LIVE_MODES
         ):
@@ -142,38 +149,45 @@ class StreamReader:
                 f"cursor must be a non-empty str, got {cursor!r}", argument="cursor"
             )
         self._stream = stream
-        self._offset = offset
-        self._cursor = cursor
         self._live: LiveMode = live
-        self._phase: Literal["catch-up", "long-poll", "sse", "done"] = "catch-up"
-        if offset == "now" and live is not False:
-            # Nothing to catch up on: a live request at "now" waits for new data at once.
-            self._phase = self._live_phase()
+        self._at = at  # where the next request reads from (after what was received)
+        self._cursor = cursor
+        self._queue = PendingQueue()
         self._status: int | None = None
         self._up_to_date = False
         self._stream_closed = False
-        self._reported_up_to_date = False
-        self._consumed = False
-        self._closed = False
-        self._items: deque[Any] = deque()
-        # Deliveries waiting to be taken, as (batch, partial): a partial batch is a piece of
-        # a byte-stream body still arriving; its offset is the offset the body started at.
-        self._ready: deque[tuple[Batch[Any], bool]] = deque()
-        self._partial: list[Any] = []
-        self._resume_skip = 0
-        self._sse_short = 0
-        self._failures = 0
+        self._sse_fruitless = 0  # SSE connections in a row that made no progress
+        self._behind = 0  # answers in a row that placed the tail before the position
+        self._budget: RetryBudget
+        self._state = _State.CATCH_UP
+        # Nothing to catch up on at "now": a live request there waits for new data at once.
+        self._enter(
+            self._live_state() if at.offset == "now" and live is not False else _State.CATCH_UP
+        )
 
     # -- state ------------------------------------------------------------------------
 
     @property
-    def offset(self) -> str:
-        """The offset after the latest batch received: a new reader resumes from here.
+    def position(self) -> str:
+        """Where the reader stands after the last message it handed out, by any style.
 
-        Messages of that batch may still be waiting to be yielded; to checkpoint exactly,
-        iterate :meth:`batches` and save each ``Batch.offset`` once it is handled.
+        A string to store and pass to :meth:`Stream.read` (``read(position)``), which
+        then starts with exactly the next message. It is a plain server offset between
+        deliveries, and ``"<offset>,skip=<n>"`` inside one: ``n`` messages (bytes, on a
+        byte stream) after ``offset``. (Until the first delivery of a reader started at
+        ``"now"`` is handed out entirely, it is ``"now"``: where that delivery began is
+        not known.)
         """
-        return self._offset
+        return str(self._queue.position(self._at))
+
+    @property
+    def offset(self) -> str:
+        """The server offset at or before :attr:`position`: never ahead of what was handed out.
+
+        Inside a delivery it is the offset the delivery began at; use :attr:`position`
+        (or ``Batch.offset``) to resume exactly.
+        """
+        return self._queue.position(self._at).offset
 
     @property
     def cursor(self) -> str | None:
@@ -182,12 +196,12 @@ class StreamReader:
 
     @property
     def up_to_date(self) -> bool:
-        """Whether the last delivery reached the tail of the stream."""
+        """Whether the latest answer received reached the tail of the stream."""
         return self._up_to_date
 
     @property
     def stream_closed(self) -> bool:
-        """Whether the end of a closed stream was reached (iteration is over)."""
+        """Whether the end of a closed stream was received (nothing more will come)."""
         return self._stream_closed
 
     @property
@@ -202,19 +216,44 @@ class StreamReader:
 
     @property
     def mode(self) -> str:
-        """The current phase: ``catch-up``, ``long-poll``, ``sse`` or ``done``."""
-        return self._phase
+        """The current phase: ``catch-up``, ``long-poll``, ``sse`` or ``done``.
+
+        It is ``done`` once nothing more will be received, and after :meth:`aclose`.
+        """
+        return self._state.value if self._state in _FETCHING else "done"
 
     def __repr__(self) -> str:
-        return f"<StreamReader {self._stream.url!r} offset={self._offset!r} phase={self._phase}>"
+        return (
+            f"<StreamReader {redact_url(self._stream.url)!r} position={self.position!r} "
+            f"state={self._state.value}>"
+        )
+
+    def _enter(self, state: _State) -> None:
+        self._state = state
+        if state in _FETCHING:
+            # One retry budget per phase, shared by every request of the phase and by
+            # failures in the middle of a body; it is reset only by progress.
+            policy = self._stream.session.retry
+            limit = policy.max_retries if self._live is False else policy.live_max_retries
+            self._budget = policy.budget(limit)
+        else:
+            self._drop_sse()
+            self._drop_body()
+
+    def _live_state(self) -> _State:
+        if self._live is False:
+            return _State.DONE
+        return _State.SSE if self._live == "sse" else _State.LONG_POLL
 
     # -- life cycle -------------------------------------------------------------------
 
     async def aclose(self) -> None:
-        """Close any open connection and end iteration. Safe to call twice."""
-        self._closed = True
-        self._drop_sse()
-        self._drop_body()
+        """Close any open connection. Safe to call twice.
+
+        Afterwards every method raises :class:`ResourceClosedError`; the properties
+        (:attr:`position` among them) still answer.
+        """
+        self._enter(_State.CLOSED)
 
     async def __aenter__(self) -> StreamReader:
         return self
@@ -229,228 +268,157 @@ class StreamReader:
 
     def __del__(self) -> None:
         # A reader abandoned mid-iteration (a ``break`` without ``async with``) must not
-        # keep its SSE connection; close() is synchronous, so this is safe here.
+        # keep its connection; close() is synchronous, so this is safe here.
         if self._sse is not None:
             self._sse.body.close()
         if self._body is not None:
             self._body.stream.close()
 
-    # -- iteration --------------------------------------------------------------------
+    # -- the reading styles, all taking from one queue -----------------------------------
 
     def __aiter__(self) -> StreamReader:
-        self._consume()
+        self._check(consuming=True)
         return self
 
     async def __anext__(self) -> Any:
-        while not self._items:
-            batch = await self._next_piece()
-            if batch is None:
+        self._check()
+        while (item := self._queue.take_item()) is NOTHING:
+            if not await self._more():
                 raise StopAsyncIteration
-            self._items.extend(batch.items)
-        return self._items.popleft()
+        return item
 
     def batches(self) -> _Batches:
         """Iterate over :class:`Batch` records instead of messages.
 
         A batch is yielded for every response (or SSE control span) that carried messages,
         on first reaching the tail (``up_to_date``, possibly with no items), and at the end
-        of a closed stream (``closed``).
+        of a closed stream (``closed``). After messages were taken one by one, the first
+        batch holds the rest of their delivery. Pieces of a byte-stream response are joined.
         """
-        self._consume()
+        self._check(consuming=True)
         return _Batches(self)
 
     async def read_all(self) -> list[Any]:
-        """Every message until iteration ends (caught up if ``live=False``, else end of stream)."""
-        self._consume()
+        """Every message until the end (caught up if ``live=False``, else end of stream)."""
+        self._check(consuming=True)
         items: list[Any] = []
-        while (batch := await self._next_piece()) is not None:
-            items.extend(batch.items)
-        return items
+        while True:
+            items.extend(self._queue.take_all())
+            if not await self._more():
+                return items
 
     async def body(self) -> bytes:
-        """The bytes until iteration ends, joined. Not for JSON streams (use ``read_all``)."""
-        items = await self.read_all()
-        if self._stream.content_type is not None and is_json(self._stream.content_type):
+        """The bytes until the end, joined. Not for JSON streams (use ``read_all``).
+
+        Raises:
+            UsageError: the stream is a JSON stream; nothing was consumed (at most its
+                first response was received, and is still there for ``read_all``).
+        """
+        self._check(consuming=True)
+        while self._stream.content_type is None and self._state in _FETCHING:
+            await self._step()  # the first answer says what the stream holds
+        if is_json(self._stream.content_type):
             raise UsageError(
                 "body() is for byte streams; a JSON stream's read_all() returns its messages"
             )
-        return b"".join(items)
+        return b"".join(await self.read_all())
 
     async def text(self, encoding: str = "utf-8") -> str:
         """:meth:`body` decoded as text."""
         return (await self.body()).decode(encoding)
 
-    def _consume(self) -> None:
-        if self._consumed:
-            raise ReaderConsumedError("this reader was already consumed; call read() again")
-        self._consumed = True
-
-    # -- the state machine ------------------------------------------------------------
+    def _check(self, *, consuming: bool = False) -> None:
+        if self._state is _State.CLOSED:
+            raise ResourceClosedError("this reader was closed; call read() again")
+        if consuming and self._state is _State.ENDED:
+            raise ReaderConsumedError(
+                "this reader already reached its end; call read() again (from its position)"
+            )
 
     async def _next_batch(self) -> Batch[Any] | None:
-        """The next whole batch: pieces of a streamed body are joined."""
-        return await self._next_piece(whole=True)
-
-    async def _next_piece(self, *, whole: bool = False) -> Batch[Any] | None:
-        """The next delivery; without ``whole``, pieces of a byte body come as they arrive.
-
-        Streaming the pieces keeps memory flat however large a response is: the
-        reference server answers a catch-up read with everything up to the tail at once.
-        """
-        while True:
-            while self._ready:
-                batch, partial = self._ready.popleft()
-                if partial:
-                    if not whole:
-                        return batch
-                    self._partial.extend(batch.items)
-                    continue
-                if self._partial:
-                    batch = Batch(
-                        [b"".join(self._partial), *batch.items],
-                        batch.offset,
-                        batch.cursor,
-                        batch.up_to_date,
-                        batch.closed,
-                    )
-                    self._partial = []
-                if self._worth_yielding(batch):
-                    return batch
-            if self._closed or self._phase == "done":
+        self._check()
+        while (batch := self._queue.take_batch()) is None:
+            if not await self._more():
                 return None
-            if self._body is not None:
-                await self._body_step(self._body)
-            elif self._phase == "sse":
-                await self._sse_step()
-            else:
-                await self._poll_step(live=self._phase == "long-poll")
-
-    def _worth_yielding(self, batch: Batch[Any]) -> bool:
-        first_up_to_date = batch.up_to_date and not self._reported_up_to_date
-        self._reported_up_to_date = batch.up_to_date
-        return bool(batch.items) or batch.closed or first_up_to_date
-
-    def _advance(self, batch: Batch[Any]) -> Batch[Any]:
-        if not self._advances(batch.offset) and (batch.items or batch.offset != self._offset):
-            batch = self._behind(batch)
-        self._offset = batch.offset
-        if batch.cursor is not None:
-            self._cursor = batch.cursor
-        self._up_to_date = batch.up_to_date
-        if batch.closed:
-            self._stream_closed = True
-            self._phase = "done"
-            self._drop_sse()
-        elif batch.up_to_date and self._phase == "catch-up":
-            self._phase = self._live_phase()
         return batch
 
-    def _live_phase(self) -> Literal["long-poll", "sse", "done"]:
-        if self._live is False:
-            return "done"
-        return "sse" if self._live == "sse" else "long-poll"
+    async def _more(self) -> bool:
+        """Receive more; ``False`` (and the reader is used up) once there is no more."""
+        if self._state is _State.CLOSED:
+            raise ResourceClosedError("this reader was closed while it was being read")
+        if self._state in (_State.DONE, _State.ENDED):
+            self._state = _State.ENDED
+            return False
+        await self._step()
+        return True
 
-    def _retries(self) -> int | None:
-        retry = self._stream.session.retry
-        return retry.max_retries if self._live is False else retry.live_max_retries
-
-    # -- catch-up and long-poll -------------------------------------------------------
-
-    async def _poll_step(self, *, live: bool) -> None:
-        params = {h.PARAM_OFFSET: self._offset}
-        if self._cursor is not None:
-            params[h.PARAM_CURSOR] = self._cursor
-        if live:
-            params[h.PARAM_LIVE] = "long-poll"
-        session, url = self._stream.session, self._stream.url
-        result = await session._request(
-            "GET", url, params=params, retries=self._retries(), live=live, stream=True
-        )
-        self._status = result.status
-        if isinstance(result, Response):
-            if result.status != 204:
-                raise error_for(result.status, result.headers, op=Op.READ, url=url)
-            if self._resume_skip:
-                raise self._shrunk()
-            self._deliver(self._batch(result.headers, []))
-            return
-        content_type = result.headers.get(h.CONTENT_TYPE)
-        if content_type:
-            self._stream.content_type = content_type
-        if is_json(self._stream.content_type):
-            try:
-                body = await result.read_all()
-            except TransportError as exc:
-                # Nothing of this body was delivered: count the failure and poll again.
-                await self._read_failed(exc)
-                return
-            finally:
-                result.close()
-            items = parse_json_body(body, offset=self._offset, url=url)
-            batch = self._batch(result.headers, items)
-            if items and not self._advances(batch.offset):
-                await self._read_failed(self._not_advancing(batch.offset))
-                return
-            self._deliver(batch)
+    async def _step(self) -> None:
+        """One step of receiving: a request, a piece of a body, or a chunk of SSE."""
+        if self._body is not None:
+            await self._body_step(self._body)
+        elif self._state is _State.SSE:
+            await self._sse_step()
         else:
-            # The count of bytes already delivered from this offset stays saved until
-            # now, so a cancellation while the request was on its way loses nothing.
-            self._body = _BodyRead(result, live=live, skip=self._resume_skip)
-            self._resume_skip = 0
+            await self._poll_step()
 
-    async def _body_step(self, body: _BodyRead) -> None:
-        """Deliver the next piece of a byte-stream body, or finish it."""
-        try:
-            chunk = await body.stream.read_chunk()
-        except BaseException as exc:
-            # Data at an offset never changes: the next read asks for the same offset and
-            # skips what this body already delivered, so nothing is lost or repeated.
-            self._drop_body()
-            self._resume_skip = body.delivered
-            if not isinstance(exc, TransportError):
-                raise
-            await self._read_failed(exc)
-            return
-        if chunk:
-            chunk = body.take(chunk)
-            if chunk:
-                self._ready.append((Batch([chunk], self._offset), True))
-            return
-        self._drop_body()
-        if body.skip:
-            raise self._shrunk()
-        batch = self._batch(body.stream.headers, [])
-        if body.delivered and not self._advances(batch.offset):
-            self._resume_skip = body.delivered
-            await self._read_failed(self._not_advancing(batch.offset))
-            return
-        self._deliver(batch)
+    # -- judging and taking an answer -------------------------------------------------
 
-    def _behind(self, batch: Batch[Any]) -> Batch[Any]:
-        """A delivery that ends at or before the reader's offset: it repeats old data.
+    def _meta(self, headers: Mapping[str, str], status: int) -> Batch[Any]:
+        meta = h.read_meta(headers)
+        if not meta.next_offset:
+            raise MissingHeaderError(
+                h.STREAM_NEXT_OFFSET,
+                what="read response",
+                offset=str(self._at),
+                url=self._stream.url,
+                status=status,
+                headers=headers,
+            )
+        return Batch([], meta.next_offset, meta.cursor, meta.up_to_date, meta.closed)
 
-        Offsets of one stream sort, so data ending there was delivered already, and a
-        position behind the reader's would make it read that data again. (Seen on the
-        file-backed reference server while its metadata lags its log.) Keep the reader's
-        offset and drop the items; the flags and cursor still count.
-        """
-        log.warning(
-            "%s: a response placed the reader at %s, behind %s; ignoring its position",
-            self._stream.url,
-            batch.offset,
-            self._offset,
-        )
-        return Batch([], self._offset, batch.cursor, batch.up_to_date, batch.closed)
+    def _require_cursor(
+        self,
+        meta: Batch[Any],
+        what: str,
+        *,
+        status: int | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        # Live answers must carry a cursor while the stream is open (CDN collapsing).
+        if not meta.cursor and not meta.closed:
+            raise MissingHeaderError(
+                h.STREAM_CURSOR,
+                what=what,
+                offset=str(self._at),
+                url=self._stream.url,
+                status=status,
+                headers=headers,
+            )
 
-    def _advances(self, next_offset: str) -> bool:
-        """Whether ``next_offset`` lies past the offset read (offsets of one stream sort)."""
-        return self._offset in ("-1", "now") or next_offset > self._offset
+    def _objection(
+        self, meta: Batch[Any], *, had_data: bool = False, skip_left: int = 0
+    ) -> DurableStreamsError | None:
+        """Why an answer must be read again instead of taken, if it must."""
+        at = self._at.offset
+        if at not in SENTINELS:
+            if meta.offset < at:
+                return self._past_tail(
+                    f"the server places the stream's tail at {meta.offset!r}, before the "
+                    f"reader's offset {at!r}"
+                )
+            if had_data and meta.offset == at:
+                return self._not_advancing(meta.offset)
+        if skip_left and meta.up_to_date:
+            return self._past_tail(
+                f"position {str(self._at)!r} lies {skip_left} units past the stream's tail"
+            )
+        return None
 
-    def _shrunk(self) -> ParseError:
-        return ParseError(
-            "a re-read of the same offset returned less data than before",
-            offset=self._offset,
+    def _past_tail(self, why: str) -> InvalidOffsetError:
+        return InvalidOffsetError(
+            f"{why}: an offset past the tail (a corrupt checkpoint?), or data the server lost",
             url=self._stream.url,
+            status=self._status,
         )
 
     def _not_advancing(self, next_offset: str) -> ParseError:
@@ -459,39 +427,171 @@ class StreamReader:
         # and reading on from that offset would repeat the data, so read it again.
         log.warning(
             "read of %s at %s returned data but Stream-Next-Offset %s; reading it again",
-            self._stream.url,
-            self._offset,
+            redact_url(self._stream.url),
+            self._at.offset,
             next_offset,
         )
         return ParseError(
             f"response carried data but its Stream-Next-Offset {next_offset!r} does not "
             "advance past the offset read",
-            offset=self._offset,
+            offset=str(self._at),
             url=self._stream.url,
         )
 
-    def _batch(self, headers: Mapping[str, str], items: list[Any]) -> Batch[Any]:
-        meta = h.read_meta(headers)
-        if not meta.next_offset:
-            raise ParseError(
-                "read response has no Stream-Next-Offset", offset=self._offset, url=self._stream.url
-            )
-        return Batch(items, meta.next_offset, meta.cursor, meta.up_to_date, meta.closed)
+    async def _object(self, error: DurableStreamsError) -> None:
+        """Read the answer ``error`` objects to again, after a backoff (or give up)."""
+        if isinstance(error, InvalidOffsetError):
+            self._behind += 1
+            if self._behind >= _MAX_BEHIND:
+                raise error
+            log.warning("%s; reading again", error.message)
+        await self._read_failed(error)
 
-    def _deliver(self, batch: Batch[Any]) -> None:
-        self._failures = 0
-        self._ready.append((self._advance(batch), False))
+    def _accept(
+        self, meta: Batch[Any], items: list[Any], *, skip_left: int, in_bytes: bool
+    ) -> bool:
+        """Take a judged answer: move the position, queue its items; whether it advanced."""
+        start = self._at
+        advanced = start.offset in SENTINELS or meta.offset > start.offset
+        self._at = Position(meta.offset, skip_left)
+        self._behind = 0
+        if advanced:
+            self._budget.reset()
+        if meta.cursor:
+            self._cursor = meta.cursor
+        report = bool(items) or meta.closed or (meta.up_to_date and not self._up_to_date)
+        self._up_to_date = meta.up_to_date
+        if report or self._queue.body_open():
+            self._queue.push(start, items, end=meta, report=report, in_bytes=in_bytes)
+        if meta.closed:
+            self._stream_closed = True
+            self._enter(_State.DONE)
+        elif meta.up_to_date and self._state is _State.CATCH_UP:
+            self._enter(self._live_state())
+        return advanced
 
     async def _read_failed(self, exc: DurableStreamsError) -> None:
-        """A live or catch-up read broke mid-body: count it, back off, or give up."""
-        self._failures += 1
-        retry = self._stream.session.retry
-        limit = self._retries()
-        if limit is not None and self._failures > limit:
+        """Back off within the phase's budget after a failure, or give up with ``exc``.
+
+        The failures are those the session could not retry itself: a body cut short, an
+        SSE connection without progress, an answer to read again.
+        """
+        if self._state is _State.CLOSED:
+            raise ResourceClosedError("this reader was closed while it was being read")
+        delay = self._budget.next_delay()
+        if delay is None:
             raise exc
-        delay = retry.delay(self._failures - 1)
-        log.debug("read from %s failed (%s); retrying in %.3fs", self._stream.url, exc, delay)
+        log.debug(
+            "read from %s failed (%s); retrying in %.3fs", redact_url(self._stream.url), exc, delay
+        )
         await asyncio.sleep(delay)
+
+    def _located(self, exc: ParseError) -> ParseError:
+        """``exc`` with the position and URL of the read it broke (a parser knows neither)."""
+        if exc.offset is None:
+            exc.offset = str(self._at)
+        if exc.url is None:
+            exc.url = redact_url(self._stream.url)
+        return exc
+
+    # -- catch-up and long-poll -------------------------------------------------------
+
+    async def _poll_step(self) -> None:
+        live = self._state is _State.LONG_POLL
+        params = {h.PARAM_OFFSET: self._at.offset}
+        if self._cursor is not None:
+            params[h.PARAM_CURSOR] = self._cursor
+        if live:
+            params[h.PARAM_LIVE] = "long-poll"
+        session, url = self._stream.session, self._stream.url
+        result = await session._request(
+            "GET", url, params=params, budget=self._budget, live=live, stream=True
+        )
+        self._status = result.status
+        if isinstance(result, Response):
+            await self._poll_answered(result, live=live)
+            return
+        try:
+            meta = self._meta(result.headers, result.status)
+            objection = self._objection(meta)  # an answer behind: not even its headers count
+            if objection is None and live:
+                self._require_cursor(
+                    meta, "long-poll response", status=result.status, headers=result.headers
+                )
+        except BaseException:
+            result.close()
+            raise
+        if objection is not None:
+            result.close()
+            await self._object(objection)
+            return
+        content_type = result.headers.get(h.CONTENT_TYPE)
+        if content_type:
+            self._stream.content_type = content_type
+        if is_json(self._stream.content_type):
+            await self._json_body(result, meta)
+        else:
+            # The count of bytes already delivered from this offset stays in the position
+            # until now, so a cancellation while the request was on its way loses nothing.
+            self._body = _BodyRead(result, meta, self._at)
+
+    async def _poll_answered(self, result: Response, *, live: bool) -> None:
+        """A read answered without a body to stream: 204 (a long-poll's wait ended), or an error."""
+        if result.status != 204:
+            raise error_for(result.status, result.headers, op=Op.READ, url=self._stream.url)
+        meta = self._meta(result.headers, result.status)
+        objection = self._objection(meta, skip_left=self._at.skip)
+        if objection is not None:
+            await self._object(objection)
+            return
+        if live:
+            self._require_cursor(meta, "long-poll response", status=204, headers=result.headers)
+        self._accept(meta, [], skip_left=self._at.skip, in_bytes=False)
+
+    async def _json_body(self, result: BodyStream, meta: Batch[Any]) -> None:
+        try:
+            body = await result.read_all()
+        except TransportError as exc:
+            # Nothing of this body was delivered: count the failure and read again.
+            await self._read_failed(exc)
+            return
+        except LimitExceededError as exc:
+            raise self._located(exc) from None
+        finally:
+            result.close()
+        received = parse_json_body(body, offset=str(self._at), url=self._stream.url)
+        items, skip_left = skip_units(received, self._at.skip, in_bytes=False)
+        objection = self._objection(meta, had_data=bool(received), skip_left=skip_left)
+        if objection is not None:
+            await self._object(objection)
+            return
+        self._accept(meta, items, skip_left=skip_left, in_bytes=False)
+
+    async def _body_step(self, body: _BodyRead) -> None:
+        """Deliver the next piece of a byte-stream body, or finish it."""
+        try:
+            chunk = await body.stream.read_chunk()
+        except BaseException as exc:
+            # Data at an offset never changes: the next read asks for the same offset and
+            # skips what this body already delivered (the position says how much), so
+            # nothing is lost or repeated.
+            self._drop_body()
+            if not isinstance(exc, TransportError):
+                raise
+            await self._read_failed(exc)
+            return
+        if chunk:
+            piece = body.take(chunk)
+            if piece:
+                self._queue.push(self._at, [piece], end=None, report=True, in_bytes=True)
+                self._at = Position(body.offset, body.delivered)
+            return
+        self._drop_body()
+        objection = self._objection(body.meta, had_data=body.received > 0, skip_left=body.skip)
+        if objection is not None:
+            await self._object(objection)
+            return
+        self._accept(body.meta, [], skip_left=body.skip, in_bytes=True)
 
     def _drop_body(self) -> None:
         body, self._body = self._body, None
@@ -505,89 +605,127 @@ class StreamReader:
             self._sse = await self._sse_open()
         connection = self._sse
         try:
-            chunk = await connection.body.read_chunk()
-            if not chunk:
-                await self._sse_ended(connection)
-                return
-            self._sse_feed(connection, chunk)
+            chunk = await self._sse_read(connection)
+            objection = self._sse_feed(connection, chunk) if chunk else None
         except asyncio.CancelledError:
             # Undelivered data is dropped with the connection; the next read resumes
             # from the last control event's offset, so nothing is lost or repeated.
             self._drop_sse()
             raise
         except TransportError as exc:
-            self._drop_sse()
-            await self._read_failed(exc)
+            await self._sse_ended(connection, exc)
             return
-        except ParseError:
+        except SSEOverflow:
+            self._drop_sse()
+            self._fall_back("SSE data waiting for its control event exceeds Limits.max_body_bytes")
+            return
+        except DurableStreamsError:
             self._drop_sse()
             raise
-        self._failures = 0
+        if not chunk:
+            await self._sse_ended(connection, None)
+        elif objection is not None:
+            self._drop_sse()
+            await self._object(objection)
 
-    async def _sse_open(self) -> _SSEConnection:
+    async def _sse_open(self) -> SSEConnection:
         if self._stream.content_type is None:
             await self._stream._known_content_type()  # how to decode data events
-        params = {h.PARAM_OFFSET: self._offset, h.PARAM_LIVE: "sse"}
+        params = {h.PARAM_OFFSET: self._at.offset, h.PARAM_LIVE: "sse"}
         if self._cursor is not None:
             params[h.PARAM_CURSOR] = self._cursor
         session, url = self._stream.session, self._stream.url
         result = await session._request(
-            "GET", url, params=params, retries=self._retries(), live=True, stream=True
+            "GET", url, params=params, budget=self._budget, live=True, stream=True
         )
         self._status = result.status
         if isinstance(result, Response):
             raise error_for(result.status, result.headers, op=Op.READ, url=url)
-        return _SSEConnection(result)
+        return SSEConnection(
+            result, session.limits, json=is_json(self._stream.content_type), url=url
+        )
 
-    def _sse_feed(self, connection: _SSEConnection, chunk: bytes) -> None:
-        url = self._stream.url
+    async def _sse_read(self, connection: SSEConnection) -> bytes:
+        """The next chunk of the connection, checking on the stream while it is silent.
+
+        After ``Timeouts.sse_probe`` without a byte, a HEAD request asks whether the
+        stream still exists: a deleted stream's connection may just go silent.
+        """
+        silence = self._stream.session.timeout.sse_probe
+        while True:
+            if silence is None:
+                return await connection.body.read_chunk()
+            try:
+                async with asyncio.timeout(silence) as quiet:
+                    return await connection.body.read_chunk()
+            except TimeoutError:
+                if not quiet.expired():
+                    raise
+            await self._probe()
+
+    async def _probe(self) -> None:
+        session, url = self._stream.session, self._stream.url
         try:
-            events = connection.parser.feed(chunk)
-        except UnicodeDecodeError as exc:
-            raise ParseError("SSE body is not UTF-8", offset=self._offset, url=url) from exc
-        decode = self._sse_decoder(connection)
-        for event in events:
-            if event.type == "data":
-                connection.pending.extend(decode(event.data))
-            elif event.type == "control":
-                control = parse_control(event.data, offset=self._offset, url=url)
-                items, connection.pending = connection.pending, []
-                batch = Batch(
-                    items, control.next_offset, control.cursor, control.up_to_date, control.closed
-                )
-                self._ready.append((self._advance(batch), False))
-                if control.closed:
-                    return
-            # Unknown event types are skipped: the protocol may grow new ones.
+            answer = await session._fetch("HEAD", url, budget=session.retry.budget(0))
+        except TransportError as exc:
+            # The connection's own fate will tell whether the server is gone.
+            log.debug("probe of %s failed (%s)", redact_url(url), exc)
+            return
+        if answer.status in (404, 410):
+            raise error_for(answer.status, answer.headers, op=Op.HEAD, url=url)
 
-    def _sse_decoder(self, connection: _SSEConnection) -> Callable[[str], list[Any]]:
-        offset, url = self._offset, self._stream.url
-        # A byte payload that decodes to nothing is no item, as an empty body is none.
-        if connection.base64:
-            return lambda data: (
-                [b] if (b := decode_base64_event(data, offset=offset, url=url)) else []
+    def _sse_feed(self, connection: SSEConnection, chunk: bytes) -> DurableStreamsError | None:
+        """Take the events in ``chunk``; an objection stops at the control event it is about."""
+        try:
+            spans = connection.feed(chunk, offset=str(self._at))
+        except LimitExceededError as exc:
+            raise self._located(exc) from None
+        for control, received in spans:
+            items, skip_left = skip_units(received, self._at.skip, in_bytes=not connection.json)
+            meta: Batch[Any] = Batch(
+                [], control.next_offset, control.cursor, control.up_to_date, control.closed
             )
-        if is_json(self._stream.content_type):
-            return lambda data: parse_json_event(data, offset=offset, url=url)
-        return lambda data: [data.encode()] if data else []
+            objection = self._objection(meta, had_data=bool(received), skip_left=skip_left)
+            if objection is not None:
+                return objection
+            self._require_cursor(meta, "SSE control event")
+            if self._accept(meta, items, skip_left=skip_left, in_bytes=not connection.json):
+                connection.advanced = True
+            connection.current = connection.current or meta.up_to_date
+            if meta.closed:
+                break
+        return None
 
-    async def _sse_ended(self, connection: _SSEConnection) -> None:
-        """The server ended the connection without closing the stream: reconnect."""
-        lasted = time.monotonic() - connection.opened
+    async def _sse_ended(self, connection: SSEConnection, exc: TransportError | None) -> None:
+        """The connection ended without closing the stream: judge its progress, reconnect.
+
+        Progress is an advanced offset, or an up-to-date answer on a connection that was
+        not short. Connections that end without it (a buffering proxy; a proxy that cuts
+        every connection before a reader far behind reaches its first control event) are
+        failures without progress, backed off within the budget; after
+        :data:`SSE_MAX_FRUITLESS` of them in a row the reader falls back to long-poll.
+        """
         self._drop_sse()
-        if lasted >= SSE_SHORT_CONNECTION:
-            self._sse_short = 0
-            return
-        self._sse_short += 1
-        if self._sse_short >= SSE_MAX_SHORT_CONNECTIONS:
-            log.warning(
-                "SSE connections to %s keep closing at once (a buffering proxy?); "
-                "falling back to long-poll",
-                self._stream.url,
-            )
-            self._phase = "long-poll"
-            return
-        await asyncio.sleep(self._stream.session.retry.delay(self._sse_short - 1))
+        if connection.fruitful():
+            self._sse_fruitless = 0
+            if exc is None:
+                return  # the server recycled a working connection: reconnect at once
+        else:
+            self._sse_fruitless += 1
+            if self._sse_fruitless >= SSE_MAX_FRUITLESS:
+                self._fall_back(f"{SSE_MAX_FRUITLESS} SSE connections in a row made no progress")
+                return
+        await self._read_failed(
+            exc or NetworkError("SSE connection ended without progress", url=self._stream.url)
+        )
+
+    def _fall_back(self, why: str) -> None:
+        log.warning(
+            "%s: %s (a buffering or cutting proxy?); falling back to long-poll",
+            redact_url(self._stream.url),
+            why,
+        )
+        self._enter(_State.LONG_POLL)
 
     def _drop_sse(self) -> None:
         connection, self._sse = self._sse, None

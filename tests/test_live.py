@@ -552,7 +552,7 @@ async def test_malformed_sse_event_is_parse_error_with_offset(
     _, reading = traced
     stream = session.stream(path)
     await stream.create(content_type=content_type)
-    await stream.append(b"[1]" if content_type == JSON else b"one")
+    await stream.append(1 if content_type == JSON else b"one")
     reader = reading.stream(path).read(live="sse")
     async with asyncio.timeout(20), reader:
         batches = reader.batches()
@@ -562,7 +562,7 @@ async def test_malformed_sse_event_is_parse_error_with_offset(
             path, inject_sse_event={"event_type": event_type, "data": data}, method="GET"
         )
         # Data appended behind the bad event must not be delivered past the error.
-        await stream.append(b"[2]" if content_type == JSON else b"two")
+        await stream.append(2 if content_type == JSON else b"two")
         with pytest.raises(ds.ParseError) as info:
             await anext(batches)
         assert info.value.offset == caught_up.offset

@@ -7,6 +7,7 @@ import asyncio
 import random
 from typing import Any
 
+import aiohttp
 import pytest
 
 import durable_streams as ds
@@ -163,10 +164,20 @@ async def test_offset_now_on_closed_stream_ends_at_once(json_stream: ds.Stream) 
             assert reader.offset == final
 
 
+async def _post(stream: ds.Stream, body: bytes) -> None:
+    """Append a raw JSON body, as any other client may (the server flattens one level)."""
+    headers = {"Content-Type": JSON}
+    async with (
+        aiohttp.ClientSession() as client,
+        client.post(stream.url, data=body, headers=headers) as r,
+    ):
+        assert r.status in (200, 204), await r.text()
+
+
 async def test_json_reads_flatten_one_level(json_stream: ds.Stream) -> None:
     await json_stream.append([1, 2])  # one message that is an array
-    await json_stream.append(b"[[3,4],[5]]")  # two messages that are arrays
-    await json_stream.append(b"[[[6]]]")  # one message [[6]]
+    await _post(json_stream, b"[[3,4],[5]]")  # two messages that are arrays
+    await _post(json_stream, b"[[[6]]]")  # one message [[6]]
     assert await json_stream.read_all() == [[1, 2], [3, 4], [5], [[6]]]
 
 
@@ -204,7 +215,9 @@ async def test_body_of_json_stream_is_usage_error(json_stream: ds.Stream) -> Non
             await reader.body()
 
 
-async def test_second_consumption_is_reader_consumed_error(json_stream: ds.Stream) -> None:
+async def test_consuming_a_reader_after_its_end_is_reader_consumed_error(
+    json_stream: ds.Stream,
+) -> None:
     await json_stream.append(1)
     reader = json_stream.read(live=False)
     async with reader:
@@ -215,6 +228,11 @@ async def test_second_consumption_is_reader_consumed_error(json_stream: ds.Strea
             await reader.read_all()
         with pytest.raises(ds.ReaderConsumedError):
             reader.batches()
+        with pytest.raises(ds.ReaderConsumedError):
+            await reader.body()
+        # An iterator at its end keeps saying so.
+        with pytest.raises(StopAsyncIteration):
+            await anext(reader)
 
     other = json_stream.read(live=False)
     async with other:
@@ -222,19 +240,26 @@ async def test_second_consumption_is_reader_consumed_error(json_stream: ds.Strea
         with pytest.raises(ds.ReaderConsumedError):
             [m async for m in other]
 
-    batched = json_stream.read(live=False)
-    async with batched:
-        batched.batches()
-        with pytest.raises(ds.ReaderConsumedError):
-            await batched.read_all()
 
-
-async def test_closed_reader_ends_iteration(json_stream: ds.Stream) -> None:
+async def test_closed_reader_refuses_every_use(json_stream: ds.Stream) -> None:
     await json_stream.append(1)
     reader = json_stream.read(live=False)
     await reader.aclose()
     await reader.aclose()
-    assert [m async for m in reader] == []
+    assert reader.mode == "done"
+    with pytest.raises(ds.ResourceClosedError):
+        [m async for m in reader]
+    with pytest.raises(ds.ResourceClosedError):
+        await anext(reader)
+    with pytest.raises(ds.ResourceClosedError):
+        await reader.read_all()
+    with pytest.raises(ds.ResourceClosedError):
+        await reader.body()
+    with pytest.raises(ds.ResourceClosedError):
+        await reader.text()
+    with pytest.raises(ds.ResourceClosedError):
+        reader.batches()
+    assert reader.position == "-1"
 
 
 async def test_read_missing_stream_is_not_found(session: ds.Session, path: str) -> None:
@@ -271,5 +296,5 @@ async def test_large_json_stream_read_completely(json_stream: ds.Stream) -> None
     batch = [{"n": n, "pad": "x" * 100} for n in range(2000)]
     encoded = "[" + ",".join(f'{{"n":{n},"pad":"{"x" * 100}"}}' for n in range(2000)) + "]"
     for _ in range(5):
-        await json_stream.append(encoded.encode())
+        await _post(json_stream, encoded.encode())
     assert await json_stream.read_all() == batch * 5

@@ -20,6 +20,7 @@ from ._errors import ConflictError as ConflictError
 from ._errors import DurableStreamsError as DurableStreamsError
 from ._errors import ForbiddenError as ForbiddenError
 from ._errors import GoneError as GoneError
+from ._errors import InvalidAckError as InvalidAckError
 from ._errors import InvalidArgumentError as InvalidArgumentError
 from ._errors import InvalidOffsetError as InvalidOffsetError
 from ._errors import LimitExceededError as LimitExceededError
@@ -41,6 +42,9 @@ from ._errors import StaleEpochError as StaleEpochError
 from ._errors import StreamClosedError as StreamClosedError
 from ._errors import StreamExistsError as StreamExistsError
 from ._errors import StreamNotFoundError as StreamNotFoundError
+from ._errors import SubscriptionExistsError as SubscriptionExistsError
+from ._errors import SubscriptionFencedError as SubscriptionFencedError
+from ._errors import SubscriptionNotFoundError as SubscriptionNotFoundError
 from ._errors import TransportError as TransportError
 from ._errors import UnauthorizedError as UnauthorizedError
 from ._errors import UnexpectedStatusError as UnexpectedStatusError
@@ -62,6 +66,21 @@ from ._session import DynamicValue as DynamicValue
 from ._session import Session as Session
 from ._session import SessionStatistics as SessionStatistics
 from ._stream import Stream as Stream
+from ._subscriptions import BatchHandler as BatchHandler
+from ._subscriptions import Claim as Claim
+from ._subscriptions import ClaimInfo as ClaimInfo
+from ._subscriptions import ClaimState as ClaimState
+from ._subscriptions import PullWorker as PullWorker
+from ._subscriptions import RunnerStatistics as RunnerStatistics
+from ._subscriptions import StreamCursor as StreamCursor
+from ._subscriptions import Subscription as Subscription
+from ._subscriptions import SubscriptionConfig as SubscriptionConfig
+from ._subscriptions import SubscriptionInfo as SubscriptionInfo
+from ._subscriptions import SubscriptionRunner as SubscriptionRunner
+from ._subscriptions import SubscriptionStream as SubscriptionStream
+from ._subscriptions import WakeEvent as WakeEvent
+from ._subscriptions import WebhookSigning as WebhookSigning
+from ._subscriptions import WorkerStatistics as WorkerStatistics
 from ._types import AppendResult as AppendResult
 from ._types import Batch as Batch
 from ._types import CreateResult as CreateResult
@@ -73,7 +92,11 @@ __all__ = [
     "AppendResult",
     "BadRequestError",
     "Batch",
+    "BatchHandler",
     "BufferFullError",
+    "Claim",
+    "ClaimInfo",
+    "ClaimState",
     "ConflictError",
     "CreateResult",
     "DurableStreamsError",
@@ -81,6 +104,7 @@ __all__ = [
     "ForbiddenError",
     "GoneError",
     "IdempotentProducer",
+    "InvalidAckError",
     "InvalidArgumentError",
     "InvalidOffsetError",
     "LimitExceededError",
@@ -93,6 +117,7 @@ __all__ = [
     "PayloadTooLargeError",
     "ProducerAck",
     "ProducerStatistics",
+    "PullWorker",
     "RateLimitedError",
     "ReaderConsumedError",
     "Receipt",
@@ -101,6 +126,7 @@ __all__ = [
     "ResourceClosedError",
     "ResponseError",
     "RetryPolicy",
+    "RunnerStatistics",
     "SequenceConflictError",
     "SequenceGapError",
     "ServerError",
@@ -109,16 +135,28 @@ __all__ = [
     "StaleEpochError",
     "Stream",
     "StreamClosedError",
+    "StreamCursor",
     "StreamExistsError",
     "StreamInfo",
     "StreamNotFoundError",
     "StreamReader",
+    "Subscription",
+    "SubscriptionConfig",
+    "SubscriptionExistsError",
+    "SubscriptionFencedError",
+    "SubscriptionInfo",
+    "SubscriptionNotFoundError",
+    "SubscriptionRunner",
+    "SubscriptionStream",
     "Timeouts",
     "TransportError",
     "UnauthorizedError",
     "UnexpectedStatusError",
     "UsageError",
+    "WakeEvent",
     "WebhookSignatureError",
+    "WebhookSigning",
+    "WorkerStatistics",
     "append",
     "create",
     "delete",

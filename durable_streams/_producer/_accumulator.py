@@ -35,11 +35,14 @@ class Accumulator:
     """
 
     __slots__ = (
-        "_config",
         "_content_type",
         "_ended",
         "_flushes",
         "_framing",
+        "_linger",
+        "_max_batch_bytes",
+        "_max_batch_items",
+        "_max_buffer_bytes",
         "_open",
         "_ready",
         "_room",
@@ -51,7 +54,11 @@ class Accumulator:
     )
 
     def __init__(self, config: ProducerConfig) -> None:
-        self._config = config
+        self._linger = config.linger
+        # The limits read on every add, as plain attributes (the hot path).
+        self._max_batch_bytes = config.max_batch_bytes
+        self._max_batch_items = config.max_batch_items
+        self._max_buffer_bytes = config.max_buffer_bytes
         self._content_type = DEFAULT_CONTENT_TYPE
         self.encode: Callable[[object], bytes] = message_encoder(DEFAULT_CONTENT_TYPE)
         """Encode one message for this stream (:class:`InvalidArgumentError` if it cannot)."""
@@ -80,7 +87,7 @@ class Accumulator:
 
     def fits(self, size: int) -> bool:
         """Whether a message of ``size`` encoded bytes fits in the buffer now."""
-        maximum = self._config.max_buffer_bytes
+        maximum = self._max_buffer_bytes
         if size > maximum:
             raise InvalidArgumentError(
                 f"data of {size} bytes exceeds max_buffer_bytes ({maximum})", argument="data"
@@ -102,10 +109,9 @@ class Accumulator:
         size = len(data)
         # On JSON streams every message after the first adds a comma.
         added = size + 1 if self._framing and batch is not None and batch.count else size
-        config = self._config
         if batch is not None and (
-            batch.size + added > config.max_batch_bytes
-            or (config.max_batch_items is not None and batch.count >= config.max_batch_items)
+            batch.size + added > self._max_batch_bytes
+            or (self._max_batch_items is not None and batch.count >= self._max_batch_items)
         ):
             self.seal()
             batch = None
@@ -168,7 +174,7 @@ class Accumulator:
                 await self._wakeup.wait()
                 continue
             try:
-                await asyncio.wait_for(self._wakeup.wait(), self._config.linger)
+                await asyncio.wait_for(self._wakeup.wait(), self._linger)
             except TimeoutError:
                 self.seal()
 

@@ -50,6 +50,9 @@ class ProducerState(enum.Enum):
 
 
 _NOT_STARTED = (ProducerState.NEW, ProducerState.STARTING)
+# The hot path compares with a module constant: an enum member looked up on its class
+# costs an attribute lookup per append.
+_OPEN = ProducerState.OPEN
 
 
 class IdempotentProducer:
@@ -263,7 +266,7 @@ class IdempotentProducer:
 
         If cancelled while waiting for room, the message is not buffered.
         """
-        if self._state in _NOT_STARTED:
+        if self._state is not _OPEN and self._state in _NOT_STARTED:
             await self.start()
         accumulator = self._accumulator
         encoded = accumulator.encode(data)
@@ -307,7 +310,9 @@ class IdempotentProducer:
         return self._accumulator.add(encoded)
 
     def _room_for(self, size: int) -> bool:
-        self._check_usable()
+        # One test on the hot path; the reasons are told apart only when there is one.
+        if self._state is not _OPEN or self._close is not None or self._sender.failure:
+            self._check_usable()
         return self._accumulator.fits(size)
 
     def _check_usable(self) -> None:

@@ -22,5 +22,12 @@ async def known_content_type(stream: Stream) -> str:
 
 
 async def post_once(stream: Stream, headers: Mapping[str, str], body: bytes) -> Response:
-    """One POST to the stream, one attempt: the producer owns the retries of its batches."""
-    return await stream.session._fetch("POST", stream.url, headers=headers, body=body, retries=0)
+    """One POST to the stream, one attempt (a budget of no retries).
+
+    The producer owns the retries of its batches: a budget per batch, around its gap
+    waits and claims.
+    """
+    session = stream.session
+    return await session._fetch(
+        "POST", stream.url, headers=headers, body=body, budget=session.retry.budget(0)
+    )

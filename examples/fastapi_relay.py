@@ -15,10 +15,11 @@ one: both show it. Each page name ``NAME`` is the durable stream ``/relay/NAME``
 
 - One ``ds.Session`` (one connection pool) lives as long as the app: see ``lifespan``.
 - ``GET /streams/NAME/events`` catches up, then follows the stream live. Every SSE event
-  carries the messages of one batch and, as its ``id``, the stream offset after them.
-  When the connection drops, the browser reconnects by itself and sends that offset back
-  in ``Last-Event-ID``; the relay resumes from it, so nothing is lost or shown twice,
-  even when the reconnect lands on another instance of the relay.
+  carries one message and, as its ``id``, the reader's position after exactly that
+  message (``StreamReader.position``). When the connection drops, the browser reconnects
+  by itself and sends the last id back in ``Last-Event-ID``; the relay resumes from it,
+  so nothing is lost or shown twice, even when the connection broke in the middle of a
+  large catch-up and the reconnect lands on another instance of the relay.
 - At the end of a closed stream the relay sends an ``eof`` event, and the page stops.
 - ``POST /streams/NAME/messages`` appends ``{"text": ...}``, creating the stream first if
   needed; the page's form uses it.
@@ -81,6 +82,10 @@ def durable_stream(session: ds.Session, name: str) -> ds.Stream:
 # -- the relay ------------------------------------------------------------------------
 
 
+# What anext() returns at the end of a reader (None is a JSON message like any other).
+END: Any = object()
+
+
 @app.get("/streams/{name}/events")
 async def events(
     name: Name,
@@ -89,55 +94,65 @@ async def events(
     offset: str = "-1",
 ) -> StreamingResponse:
     """Relay the stream as SSE, from ``Last-Event-ID`` (a reconnect) or ``offset``."""
+    stream = durable_stream(session, name)
     try:
-        reader = durable_stream(session, name).read(last_event_id or offset, live=True)
-    except ds.InvalidArgumentError as exc:  # no server ever hands out such an offset
+        catch_up = stream.read(last_event_id or offset, live=False)
+    except ds.InvalidArgumentError as exc:  # neither an offset nor a position we gave out
         raise HTTPException(400, str(exc)) from exc
-    batches = reader.batches()
     try:
-        # The first batch comes before the response starts, so a missing stream or a
-        # bad offset is an HTTP error status rather than a broken event stream.
-        first = await anext(batches, None)
+        # The first message (or the news that there is none yet) comes before the response
+        # starts, so a missing stream or a bad offset is an HTTP error status rather than a
+        # broken event stream. A catch-up read never waits for new data, so this is quick.
+        first = await anext(catch_up, END)
     except BaseException:
-        await reader.aclose()
+        await catch_up.aclose()
         raise
     return StreamingResponse(
-        sse(reader, batches, first),
+        sse(stream, catch_up, first),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
 
 
-async def sse(
-    reader: ds.StreamReader,
-    batches: AsyncIterator[ds.Batch[Any]],
-    batch: ds.Batch[Any] | None,
-) -> AsyncIterator[str]:
-    """The event stream: one event per batch, its id the offset to resume from."""
-    # Leaving this block (the browser went away, or the app is stopping) closes the
-    # reader's live connection to the Durable Streams server.
-    async with reader:
+def event(message: object, position: str) -> str:
+    """One SSE event: the message (in a one-element array), and where to resume after it."""
+    return f"id: {position}\ndata: {json.dumps([message])}\n\n"
+
+
+async def sse(stream: ds.Stream, catch_up: ds.StreamReader, first: object) -> AsyncIterator[str]:
+    """The event stream: the catch-up, then live messages, one event each."""
+    # Leaving these blocks (the browser went away, or the app is stopping) closes the
+    # readers' connections to the Durable Streams server.
+    async with catch_up:
         yield "retry: 1000\n\n"
-        while batch is not None:
-            if batch.items:
-                yield f"id: {batch.offset}\ndata: {json.dumps(batch.items)}\n\n"
-            if batch.closed:
-                yield "event: eof\ndata: {}\n\n"
-                return
-            while True:
-                try:
-                    batch = await next_batch(batches)
-                    break
-                except TimeoutError:
-                    yield ": keep-alive\n\n"
+        message = first
+        while message is not END:
+            yield event(message, catch_up.position)
+            message = await anext(catch_up, END)
+        if catch_up.stream_closed:
+            yield "event: eof\ndata: {}\n\n"
+            return
+    # Live from exactly where the catch-up ended: a position resumes after one message.
+    async with stream.read(catch_up.position, live=True) as live:
+        while True:
+            try:
+                message = await next_message(live)
+            except TimeoutError:
+                yield ": keep-alive\n\n"
+                continue
+            if message is END:
+                break
+            yield event(message, live.position)
+        if live.stream_closed:
+            yield "event: eof\ndata: {}\n\n"
 
 
-async def next_batch(batches: AsyncIterator[ds.Batch[Any]]) -> ds.Batch[Any] | None:
-    """The next batch, or None once the app is stopping.
+async def next_message(reader: ds.StreamReader) -> object:
+    """The next message, or END at the end of the stream or once the app is stopping.
 
     Raises TimeoutError after ``KEEP_ALIVE_SECONDS`` without one.
     """
-    get = asyncio.ensure_future(anext(batches, None))
+    get = asyncio.ensure_future(anext(reader, END))
     stop = asyncio.ensure_future(stopping.wait())
     try:
         done, _ = await asyncio.wait(
@@ -153,7 +168,7 @@ async def next_batch(batches: AsyncIterator[ds.Batch[Any]]) -> ds.Batch[Any] | N
     if get in done:
         return get.result()
     if stopping.is_set():
-        return None
+        return END
     raise TimeoutError
 
 

@@ -531,3 +531,30 @@ else:
     )
     assert result.returncode == 0, result.stderr
     assert "pip install 'durable-streams-aio[webhooks]'" in result.stdout
+
+
+async def test_a_key_set_that_cannot_be_had_is_a_typed_error_and_a_503(
+    session: ds.Session, receiver: Receiver
+) -> None:
+    receiver.jwks = b"not a key set"
+    body = b"{}"
+    signature = sign(body, kid="test-key")
+    verifier = WebhookVerifier(session, jwks_url=receiver.origin + "/jwks", refetch_interval=0)
+    with pytest.raises(ds.ParseError):
+        await verifier.verify(body, signature)
+    with pytest.raises(ds.NotSupportedError):  # no key set at that URL (404)
+        await WebhookVerifier(session, jwks_url=receiver.origin + "/nothing").verify(
+            body, signature
+        )
+
+    async def handle(wake: WebhookWake) -> bool:
+        raise AssertionError("not reached")
+
+    receiver.hook = webhook_handler(verifier, handle)
+    async with (
+        aiohttp.ClientSession() as client,
+        client.post(
+            receiver.origin + "/hook", data=body, headers={"Webhook-Signature": signature}
+        ) as answer,
+    ):
+        assert answer.status == 503  # the server delivers the wake again later

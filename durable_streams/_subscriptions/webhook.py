@@ -25,7 +25,7 @@ from .._errors import (
 )
 from .._log import log
 from .._protocol.redact import redact_url
-from .webhook_wire import WebhookWake
+from .webhook_wire import WebhookWake, parse_wake
 from .wire import CallOp, encode_acks, error_for_answer, parse_object
 
 if TYPE_CHECKING:
@@ -217,16 +217,20 @@ def body_too_large(max_body_bytes: int) -> Refusal:
 async def receive(verifier: WebhookVerifier, body: bytes, signature: str | None) -> WebhookWake:
     """Verify one request for an integration; what it must not pass on raises Refusal."""
     try:
-        return await verifier.verify(body, signature)
+        checked = await verifier._check(body, signature)
     except WebhookSignatureError as exc:
         log.info("webhook refused (%s): %s", exc.reason, exc.message)
         raise Refusal(401, f"webhook signature refused: {exc.reason}") from exc
+    except (TransportError, ResponseError, ParseError) as exc:
+        # The server's key set could not be had (unreachable, refused, or malformed): the
+        # server retries a delivery answered 503.
+        log.warning("webhook not verified: no usable key set: %s", exc)
+        raise Refusal(503, "the server's key set could not be fetched") from exc
+    try:
+        return parse_wake(body, checked)
     except ParseError as exc:
         log.warning("webhook body refused: %s", exc)
         raise Refusal(400, "the webhook body is not a wake") from exc
-    except (TransportError, ResponseError) as exc:
-        log.warning("webhook not verified: the key set could not be fetched: %s", exc)
-        raise Refusal(503, "the server's key set could not be fetched") from exc
 
 
 def webhook_handler(

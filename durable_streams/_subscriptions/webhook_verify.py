@@ -23,6 +23,7 @@ from .._log import log
 from .._protocol.errors import Op, error_for
 from .._protocol.redact import redact_url
 from .webhook_wire import (
+    Signature,
     WebhookWake,
     check_timestamp,
     parse_jwks,
@@ -166,11 +167,11 @@ class WebhookVerifier:
                 is malformed).
             TransportError, ResponseError: the key set could not be fetched.
         """
-        if not isinstance(body, bytes | bytearray | memoryview):
-            raise InvalidArgumentError(
-                f"body must be the raw request bytes, got {type(body).__name__}", argument="body"
-            )
-        body = bytes(body)
+        body = _raw(body)
+        return parse_wake(body, await self._check(body, signature))
+
+    async def _check(self, body: bytes, signature: str | None) -> Signature:
+        """The signature of ``body``, once it holds (``verify`` without reading the wake)."""
         try:
             parsed = parse_signature(signature)
             # Cheap checks first: a stale or malformed forgery costs no key lookup.
@@ -187,7 +188,7 @@ class WebhookVerifier:
             self._refused += 1
             raise
         self._verified += 1
-        return parse_wake(body, parsed)
+        return parsed
 
     async def refresh(self) -> None:
         """Fetch the server's key set now, replacing the cached keys. May wait.
@@ -245,6 +246,14 @@ class WebhookVerifier:
         self._keys = {kid: self._key_type.from_public_bytes(raw) for kid, raw in raw_keys.items()}
         self._loaded_at = time.monotonic()
         log.debug("webhook key set fetched from %s: %d key(s)", redact_url(url), len(raw_keys))
+
+
+def _raw(body: object) -> bytes:
+    if not isinstance(body, bytes | bytearray | memoryview):
+        raise InvalidArgumentError(
+            f"body must be the raw request bytes, got {type(body).__name__}", argument="body"
+        )
+    return bytes(body)
 
 
 def _fetch_error(status: int, headers: Mapping[str, str], url: str) -> ResponseError:

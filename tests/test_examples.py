@@ -42,6 +42,7 @@ TESTED = {
     "aiohttp_service.py": "test_aiohttp_service",
     "fastapi_relay.py": "test_fastapi_relay",
     "test_aiohttp_service.py": "test_testing_recipe",
+    "worker_pool.py": "test_worker_pool",
 }
 # What an example must never print, however it ends.
 _BAD_OUTPUT = (
@@ -220,6 +221,22 @@ async def test_worker_checkpoints_resumes_and_stops_on_sigterm(
         assert await worker.wait() == 0, worker.report()  # EOF: it stops by itself
         worker.assert_clean()
     assert checkpoint.read_text().strip() == (await stream.head()).offset
+
+
+async def test_worker_pool(server: ReferenceServer, tmp_path: Path) -> None:
+    """Three worker processes share one pull-wake subscription; every order is handled."""
+    async with example("worker_pool.py", server=server, tmp_path=tmp_path) as pool:
+        out = await pool.rest()
+        assert await pool.wait() == 0, pool.report()
+    assert "coordinator: all 200 orders acknowledged" in out, pool.report()
+    assert "coordinator: workers exited with [0, 0, 0]" in out, pool.report()
+    done = re.findall(r"^(w\d): done, (\d+) claims, (\d+) orders$", out, re.MULTILINE)
+    assert sorted(name for name, _, _ in done) == ["w1", "w2", "w3"], out
+    assert sum(int(orders) for _, _, orders in done) == 200  # no worker died: each once
+    handled = [int(n) for line in re.findall(r": orders (.*)$", out, re.MULTILINE)
+               for n in line.split(", ")]  # fmt: skip
+    assert sorted(handled) == list(range(200))
+    pool.assert_clean()
 
 
 async def test_aiohttp_service(

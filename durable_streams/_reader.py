@@ -9,12 +9,12 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
 
+from . import _reader_judge as judge
 from ._errors import (
     DurableStreamsError,
     InvalidArgumentError,
     InvalidOffsetError,
     LimitExceededError,
-    MissingHeaderError,
     NetworkError,
     ParseError,
     ReaderConsumedError,
@@ -229,6 +229,8 @@ class StreamReader:
         )
 
     def _enter(self, state: _State) -> None:
+        if self._state is _State.CLOSED:
+            return  # closed while a step was under way: closed it stays
         self._state = state
         if state in _FETCHING:
             # One retry budget per phase, shared by every request of the phase and by
@@ -364,17 +366,7 @@ class StreamReader:
     # -- judging and taking an answer -------------------------------------------------
 
     def _meta(self, headers: Mapping[str, str], status: int) -> Batch[Any]:
-        meta = h.read_meta(headers)
-        if not meta.next_offset:
-            raise MissingHeaderError(
-                h.STREAM_NEXT_OFFSET,
-                what="read response",
-                offset=str(self._at),
-                url=self._stream.url,
-                status=status,
-                headers=headers,
-            )
-        return Batch([], meta.next_offset, meta.cursor, meta.up_to_date, meta.closed)
+        return judge.answer_meta(headers, status=status, at=self._at, url=self._stream.url)
 
     def _require_cursor(
         self,
@@ -384,58 +376,20 @@ class StreamReader:
         status: int | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        # Live answers must carry a cursor while the stream is open (CDN collapsing).
-        if not meta.cursor and not meta.closed:
-            raise MissingHeaderError(
-                h.STREAM_CURSOR,
-                what=what,
-                offset=str(self._at),
-                url=self._stream.url,
-                status=status,
-                headers=headers,
-            )
+        judge.require_cursor(
+            meta, what, at=self._at, url=self._stream.url, status=status, headers=headers
+        )
 
     def _objection(
         self, meta: Batch[Any], *, had_data: bool = False, skip_left: int = 0
     ) -> DurableStreamsError | None:
-        """Why an answer must be read again instead of taken, if it must."""
-        at = self._at.offset
-        if at not in SENTINELS:
-            if meta.offset < at:
-                return self._past_tail(
-                    f"the server places the stream's tail at {meta.offset!r}, before the "
-                    f"reader's offset {at!r}"
-                )
-            if had_data and meta.offset == at:
-                return self._not_advancing(meta.offset)
-        if skip_left and meta.up_to_date:
-            return self._past_tail(
-                f"position {str(self._at)!r} lies {skip_left} units past the stream's tail"
-            )
-        return None
-
-    def _past_tail(self, why: str) -> InvalidOffsetError:
-        return InvalidOffsetError(
-            f"{why}: an offset past the tail (a corrupt checkpoint?), or data the server lost",
+        return judge.objection(
+            meta,
+            at=self._at,
             url=self._stream.url,
             status=self._status,
-        )
-
-    def _not_advancing(self, next_offset: str) -> ParseError:
-        # Seen on the file-backed reference server when a read races an append: the
-        # body has the new data but the header still has the old tail. Delivering it
-        # and reading on from that offset would repeat the data, so read it again.
-        log.warning(
-            "read of %s at %s returned data but Stream-Next-Offset %s; reading it again",
-            redact_url(self._stream.url),
-            self._at.offset,
-            next_offset,
-        )
-        return ParseError(
-            f"response carried data but its Stream-Next-Offset {next_offset!r} does not "
-            "advance past the offset read",
-            offset=str(self._at),
-            url=self._stream.url,
+            had_data=had_data,
+            skip_left=skip_left,
         )
 
     async def _object(self, error: DurableStreamsError) -> None:
@@ -444,7 +398,7 @@ class StreamReader:
             self._behind += 1
             if self._behind >= _MAX_BEHIND:
                 raise error
-            log.warning("%s; reading again", error.message)
+        log.warning("%s: %s; reading it again", redact_url(self._stream.url), error.message)
         await self._read_failed(error)
 
     def _accept(
@@ -585,6 +539,7 @@ class StreamReader:
             if piece:
                 self._queue.push(self._at, [piece], end=None, report=True, in_bytes=True)
                 self._at = Position(body.offset, body.delivered)
+                self._budget.reset()  # progress: these bytes are never read again
             return
         self._drop_body()
         objection = self._objection(body.meta, had_data=body.received > 0, skip_left=body.skip)

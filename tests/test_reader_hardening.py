@@ -308,3 +308,29 @@ async def test_live_budget_counts_failures_in_a_row_without_progress() -> None:
     async with serving(read) as url, ds.Session(retry=retry) as session:
         got = await session.stream(url, content_type=JSON).read(live="long-poll").read_all()
     assert got == list(range(10))
+
+
+async def test_bytes_delivered_before_a_cut_are_progress() -> None:
+    """A byte body cut short after every 100 new bytes: each attempt delivers bytes that are
+    never read again, so even ``max_retries=1`` reads it all (one retry per cut)."""
+    data = bytes(range(256)) * 4
+    requests = 0
+
+    async def read(request: web.Request) -> web.StreamResponse:
+        nonlocal requests
+        requests += 1
+        headers = {"Content-Type": "application/octet-stream", "Stream-Next-Offset": "end"}
+        headers.update({"Stream-Up-To-Date": "true", "Content-Length": str(len(data))})
+        response = web.StreamResponse(headers=headers)
+        await response.prepare(request)
+        await response.write(data[: requests * 100])
+        if requests * 100 < len(data):
+            assert request.transport is not None
+            request.transport.close()
+        return response
+
+    retry = ds.RetryPolicy(max_retries=1, initial_delay=0.001, max_delay=0.002)
+    async with serving(read) as url, ds.Session(retry=retry) as session:
+        stream = session.stream(url, content_type="application/octet-stream")
+        assert await stream.read(live=False).body() == data
+    assert requests == 11

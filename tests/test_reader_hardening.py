@@ -334,3 +334,78 @@ async def test_bytes_delivered_before_a_cut_are_progress() -> None:
         stream = session.stream(url, content_type="application/octet-stream")
         assert await stream.read(live=False).body() == data
     assert requests == 11
+
+
+# -- limits: an error that leaves the position where it was ---------------------------------
+
+
+async def test_a_body_past_the_limit_leaves_the_position() -> None:
+    big = json.dumps(list(range(3000))).encode()
+
+    async def read(request: web.Request) -> web.StreamResponse:
+        if request.query["offset"] == "-1":
+            return web.Response(body=b"[0]", headers=_headers("o1"))
+        return web.Response(body=big, headers=_headers("o2", up_to_date="true", closed="true"))
+
+    limits = ds.Limits(max_body_bytes=1000)
+    async with serving(read) as url, ds.Session(retry=FAST, limits=limits) as session:
+        async with session.stream(url, content_type=JSON).read(live=False) as reader:
+            assert await anext(reader) == 0
+            with pytest.raises(ds.LimitExceededError) as info:
+                await anext(reader)
+            assert reader.position == "o1"
+        assert info.value.offset == "o1"
+        assert info.value.limit == "max_body_bytes"
+    async with serving(read) as url, ds.Session(retry=FAST) as session:
+        stream = session.stream(url, content_type=JSON)
+        assert await stream.read(info.value.offset, live=False).read_all() == list(range(3000))
+
+
+async def test_an_sse_line_past_the_limit_leaves_the_position() -> None:
+    async def read(request: web.Request) -> web.StreamResponse:
+        if "live" not in request.query:
+            return web.Response(body=b"[1]", headers=_headers("o1", up_to_date="true"))
+        body = b"event: data\ndata:" + b"[" + b"0," * 5000 + b"0]\n\n"
+        return web.Response(body=body, headers={"Content-Type": "text/event-stream"})
+
+    limits = ds.Limits(max_sse_line_bytes=4096)
+    async with (
+        serving(read) as url,
+        ds.Session(retry=FAST, limits=limits) as session,
+        session.stream(url, content_type=JSON).read(live="sse") as reader,
+    ):
+        assert await anext(reader) == 1
+        with pytest.raises(ds.LimitExceededError) as info:
+            await anext(reader)
+        assert reader.position == "o1"
+    assert info.value.limit == "max_sse_line_bytes"
+    assert info.value.offset == "o1"
+    assert info.value.url is not None
+
+
+async def test_sse_data_waiting_past_the_limit_falls_back_to_long_poll() -> None:
+    """Data events without their control event, beyond ``max_body_bytes``: SSE cannot
+    deliver them within the limits, long-poll can (its answer is read whole, within them)."""
+    lines = b"".join(b'event: data\ndata:[{"n":%d,"pad":"0123456789"}]\n\n' % n for n in range(200))
+    connections = 0
+
+    async def read(request: web.Request) -> web.StreamResponse:
+        nonlocal connections
+        live = request.query.get("live")
+        if live is None:
+            return web.Response(body=b"[]", headers=_headers("o0", up_to_date="true"))
+        if live == "sse":
+            connections += 1
+            return web.Response(body=lines, headers={"Content-Type": "text/event-stream"})
+        body = json.dumps(list(range(50))).encode()
+        return web.Response(body=body, headers=_headers("o9", cursor="1", closed="true"))
+
+    limits = ds.Limits(max_body_bytes=1024)
+    async with (
+        serving(read) as url,
+        ds.Session(retry=FAST, limits=limits) as session,
+        session.stream(url, content_type=JSON).read(live="sse") as reader,
+    ):
+        assert await reader.read_all() == list(range(50))
+        assert reader.stream_closed
+    assert connections == 1  # no waiting for three connections: one could never do

@@ -42,6 +42,11 @@ ORDERS = 200
 WORKERS = 3
 
 
+def say(line: str) -> None:
+    """Print one line in one write: the processes share stdout, lines must not interleave."""
+    os.write(sys.stdout.fileno(), f"{line}\n".encode())
+
+
 def stream_root() -> str:
     """The server's stream root, the base URL subscriptions need."""
     base_url = os.environ.get("DURABLE_STREAMS_URL", "http://127.0.0.1:4437")
@@ -61,13 +66,13 @@ async def worker(subscription_id: str, name: str) -> None:
         nonlocal handled
         handled += len(batch.items)
         orders = ", ".join(str(item["order"]) for item in batch.items)
-        print(f"{name}: {path}: orders {orders}", flush=True)
+        say(f"{name}: {path}: orders {orders}")
 
     async with ds.Session(stream_root()) as session:
         subscription = session.subscription(subscription_id)
         runner = ds.SubscriptionRunner(subscription, handle, worker=name, concurrency=4)
         stats = await runner.run()  # until stopped, or until the wake stream is closed
-    print(f"{name}: done, {stats.claims} claims, {handled} orders", flush=True)
+    say(f"{name}: done, {stats.claims} claims, {handled} orders")
 
 
 # -- the coordinator --------------------------------------------------------------------
@@ -108,15 +113,15 @@ async def coordinator() -> None:
                 await streams[order % STREAMS].append({"order": order})
                 if order % STREAMS == STREAMS - 1:
                     await asyncio.sleep(0.2)  # orders arrive over time, as they would
-            print(f"coordinator: appended {ORDERS} orders to {STREAMS} streams", flush=True)
+            say(f"coordinator: appended {ORDERS} orders to {STREAMS} streams")
             while True:  # the server is the checkpoint store: ask it
                 if await all_acknowledged(subscription, paths):
                     break
                 await asyncio.sleep(0.2)
-            print(f"coordinator: all {ORDERS} orders acknowledged", flush=True)
+            say(f"coordinator: all {ORDERS} orders acknowledged")
             await wake.close()  # no more wakes: each worker's loop ends
             codes = [await process.wait() for process in workers]
-            print(f"coordinator: workers exited with {codes}", flush=True)
+            say(f"coordinator: workers exited with {codes}")
         finally:
             for process in workers:
                 if process.returncode is None:

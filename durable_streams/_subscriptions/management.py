@@ -44,7 +44,8 @@ class Subscription:
                 argument="base_url",
             )
         self.session = session
-        self.url = wire.control_url(session.base_url, self.id)
+        self._root = session.base_url
+        self.url = wire.control_url(self._root, self.id)
         """The subscription's control URL."""
 
     def __repr__(self) -> str:
@@ -153,7 +154,7 @@ class Subscription:
         ok: tuple[int, ...] = (200, 201, 204),
     ) -> Response:
         """Send one control call; a status outside ``ok`` raises its typed error."""
-        url = wire.control_url(self.session.base_url or "", self.id, *action)
+        url = wire.control_url(self._root, self.id, *action)
         sent = dict(JSON_HEADERS) if body is not None else {}
         sent.update(headers or {})
         response = await self.session._fetch(

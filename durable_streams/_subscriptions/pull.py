@@ -319,7 +319,11 @@ class Claim:
         if acks is not None and not isinstance(acks, Mapping):
             raise InvalidArgumentError("acks must be a mapping", argument="acks")
         await self._stop_heartbeat()
-        return await self._lease.send(dict(acks or {}), done=True)
+        try:
+            return await self._lease.send(dict(acks or {}), done=True)
+        finally:
+            if self._lease.held() and self._heartbeat is None:
+                self._start()  # not finished (a transient failure): keep the lease alive
 
     async def release(self) -> None:
         """Give the work back without acknowledging more; another worker gets a new wake.

@@ -62,6 +62,7 @@ __all__ = [
     "parse_info",
     "parse_object",
     "parse_wake_event",
+    "stream_action",
 ]
 
 CONTROL_PREFIX = "__ds/subscriptions"

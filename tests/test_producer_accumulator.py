@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any, cast
 
 import pytest
 
@@ -20,8 +21,13 @@ JSON = "application/json"
 BYTES = "application/octet-stream"
 
 
-def _accumulator(content_type: str = JSON, **options: object) -> Accumulator:
-    accumulator = Accumulator(ProducerConfig("acc", **options))  # type: ignore[arg-type]
+def _config(**options: Any) -> ProducerConfig:
+    """A validated config with the documented defaults: the producer makes it (no I/O)."""
+    return ds.IdempotentProducer(cast(ds.Stream, None), "acc", **options)._config
+
+
+def _accumulator(content_type: str = JSON, **options: Any) -> Accumulator:
+    accumulator = Accumulator(_config(**options))
     accumulator.begin(content_type)
     return accumulator
 

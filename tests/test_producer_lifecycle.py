@@ -203,8 +203,11 @@ def test_stream_producer_forwards_one_keyword_set() -> None:
         ("producer_id", inspect.Parameter.POSITIONAL_OR_KEYWORD),
         ("options", inspect.Parameter.VAR_KEYWORD),
     ]
-    fields = [f.name for f in dataclasses.fields(ProducerConfig)]
-    assert fields == ["producer_id", *get_type_hints(ProducerOptions)]
+    # One set of names: the forwarded options, the producer's keywords, the record's fields.
+    options = list(get_type_hints(ProducerOptions))
+    keywords = inspect.signature(ds.IdempotentProducer).parameters.values()
+    assert [p.name for p in keywords if p.kind is inspect.Parameter.KEYWORD_ONLY] == options
+    assert [f.name for f in dataclasses.fields(ProducerConfig)] == ["producer_id", *options]
 
 
 @pytest.mark.parametrize(

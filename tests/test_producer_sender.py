@@ -16,7 +16,6 @@ import pytest
 
 import durable_streams as ds
 from durable_streams._producer._accumulator import Accumulator
-from durable_streams._producer._options import ProducerConfig
 from durable_streams._producer._records import Receipt
 from durable_streams._producer._sender import Sender
 
@@ -82,7 +81,8 @@ class FakeStream:
 class Harness:
     def __init__(self, script: Script, *, max_retries: int = 3, **options: Any) -> None:
         self.session = FakeSession(script, max_retries=max_retries)
-        config = ProducerConfig("sender-test", **options)
+        # A validated config with the documented defaults; the producer makes it (no I/O).
+        config = ds.IdempotentProducer(cast(ds.Stream, None), "sender-test", **options)._config
         self.accumulator = Accumulator(config)
         self.accumulator.begin(JSON)
         self.sender = Sender(cast(ds.Stream, FakeStream(self.session)), config, self.accumulator)
@@ -97,10 +97,6 @@ class Harness:
         assert task is not None
         async with asyncio.timeout(5):
             await task
-
-
-async def _answer_ok(sent: Sent) -> Answer:
-    return ok(f"0_{sent.seq + 1}")
 
 
 async def test_batches_are_numbered_in_order_and_bounded_in_flight() -> None:

@@ -15,10 +15,9 @@ MAX_SAFE_INTEGER = 2**53 - 1
 
 
 class ProducerOptions(TypedDict, total=False):
-    """The keyword options of :meth:`Stream.producer` and :class:`IdempotentProducer`.
+    """The keyword options :meth:`Stream.producer` forwards to :class:`IdempotentProducer`.
 
-    Documented on :class:`IdempotentProducer`; the defaults live in one place, the
-    validated record the producer keeps.
+    Their defaults and documentation are on :class:`IdempotentProducer` only.
     """
 
     epoch: int
@@ -42,21 +41,21 @@ def check_integer(argument: str, value: object, *, low: int, high: int = MAX_SAF
     return value
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ProducerConfig:
-    """A producer's identity and options, validated when the record is made.
+    """A producer's identity and options, validated once, when the record is made.
 
-    The field defaults are the documented defaults of :class:`IdempotentProducer`.
+    No defaults here: :class:`IdempotentProducer` has them, in its documented signature.
     """
 
     producer_id: str
-    epoch: int = 0
-    auto_claim: bool = False
-    max_batch_bytes: int = 1024 * 1024
-    max_batch_items: int | None = None
-    linger: float = 0.005
-    max_in_flight: int = 5
-    max_buffer_bytes: int = 64 * 1024 * 1024
+    epoch: int
+    auto_claim: bool
+    max_batch_bytes: int
+    max_batch_items: int | None
+    linger: float
+    max_in_flight: int
+    max_buffer_bytes: int
 
     def __post_init__(self) -> None:
         producer_id = self.producer_id

@@ -6,11 +6,11 @@ import asyncio
 import enum
 import warnings
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Unpack
+from typing import TYPE_CHECKING, Any
 
 from .._errors import BufferFullError, DurableStreamsError, ResourceClosedError, UsageError
 from ._accumulator import Accumulator
-from ._options import ProducerConfig, ProducerOptions, check_integer
+from ._options import ProducerConfig, check_integer
 from ._records import ProducerAck, ProducerStatistics, Receipt, aborted
 from ._sender import Sender
 from ._wire import known_content_type
@@ -111,9 +111,29 @@ class IdempotentProducer:
                  "_state", "stream")  # fmt: skip
 
     def __init__(
-        self, stream: Stream, producer_id: str, **options: Unpack[ProducerOptions]
+        self,
+        stream: Stream,
+        producer_id: str,
+        *,
+        epoch: int = 0,
+        auto_claim: bool = False,
+        max_batch_bytes: int = 1024 * 1024,
+        max_batch_items: int | None = None,
+        linger: float = 0.005,
+        max_in_flight: int = 5,
+        max_buffer_bytes: int = 64 * 1024 * 1024,
     ) -> None:
-        self._config = ProducerConfig(producer_id, **options)
+        # The one place of the defaults; Stream.producer forwards ProducerOptions here.
+        self._config = ProducerConfig(
+            producer_id=producer_id,
+            epoch=epoch,
+            auto_claim=auto_claim,
+            max_batch_bytes=max_batch_bytes,
+            max_batch_items=max_batch_items,
+            linger=linger,
+            max_in_flight=max_in_flight,
+            max_buffer_bytes=max_buffer_bytes,
+        )
         self.stream = stream
         self._state = ProducerState.NEW
         self._accumulator = Accumulator(self._config)

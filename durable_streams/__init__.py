@@ -79,8 +79,15 @@ from ._subscriptions import SubscriptionInfo as SubscriptionInfo
 from ._subscriptions import SubscriptionRunner as SubscriptionRunner
 from ._subscriptions import SubscriptionStream as SubscriptionStream
 from ._subscriptions import WakeEvent as WakeEvent
+from ._subscriptions import WebhookCallback as WebhookCallback
 from ._subscriptions import WebhookSigning as WebhookSigning
+from ._subscriptions import WebhookVerifier as WebhookVerifier
+from ._subscriptions import WebhookVerifierStatistics as WebhookVerifierStatistics
+from ._subscriptions import WebhookWake as WebhookWake
 from ._subscriptions import WorkerStatistics as WorkerStatistics
+from ._subscriptions import webhook_answer as webhook_answer
+from ._subscriptions import webhook_dependency as webhook_dependency
+from ._subscriptions import webhook_handler as webhook_handler
 from ._types import AppendResult as AppendResult
 from ._types import Batch as Batch
 from ._types import CreateResult as CreateResult
@@ -154,8 +161,12 @@ __all__ = [
     "UnexpectedStatusError",
     "UsageError",
     "WakeEvent",
+    "WebhookCallback",
     "WebhookSignatureError",
     "WebhookSigning",
+    "WebhookVerifier",
+    "WebhookVerifierStatistics",
+    "WebhookWake",
     "WorkerStatistics",
     "append",
     "create",
@@ -163,4 +174,7 @@ __all__ = [
     "head",
     "read",
     "read_all",
+    "webhook_answer",
+    "webhook_dependency",
+    "webhook_handler",
 ]

@@ -16,7 +16,7 @@ It runs from start to finish by itself, printing what happens:
    a receiver needs ``https://`` on a public host;
 2. it creates a webhook subscription over the streams ``orders-<run>/*``;
 3. it appends orders to two streams, in rounds;
-4. for each wake, ``webhook_handler`` checks the signature (a forged or replayed request
+4. for each wake, ``ds.webhook_handler`` checks the signature (a forged or replayed request
    is answered 401 and never reaches ``handle``); ``handle`` reads every pending stream
    from its acked offset and handles the orders; when it read exactly up to the wake's
    snapshot it answers ``{"done": true}`` and the server acks the snapshot itself, and
@@ -35,9 +35,6 @@ import uuid
 from aiohttp import web
 
 import durable_streams as ds
-from durable_streams._subscriptions.webhook import WebhookCallback, webhook_handler
-from durable_streams._subscriptions.webhook_verify import WebhookVerifier
-from durable_streams._subscriptions.webhook_wire import WebhookWake
 
 SERVER = os.environ.get("DURABLE_STREAMS_URL", "http://127.0.0.1:4437").rstrip("/")
 STREAM_ROOT = SERVER + "/v1/stream"  # the reference server's streams live under /v1/stream
@@ -54,7 +51,7 @@ class OrderHandler:
         self.expected = expected
         self.all_handled = asyncio.Event()
 
-    async def handle(self, wake: WebhookWake) -> bool:
+    async def handle(self, wake: ds.WebhookWake) -> bool:
         """Handle the wake's new orders; True answers done (the server acks the snapshot)."""
         read_to: dict[str, str] = {}
         for cursor in wake.pending:
@@ -71,7 +68,7 @@ class OrderHandler:
             return True
         # Orders appended after the snapshot were handled too: ack exactly those offsets
         # (the done answer would ack only the snapshot, and they would come again).
-        await WebhookCallback(self.session, wake).done(read_to)
+        await ds.WebhookCallback(self.session, wake).done(read_to)
         print(f"acked past the snapshot through the callback: {read_to}")
         return False
 
@@ -103,10 +100,10 @@ async def main() -> None:
     run = uuid.uuid4().hex[:8]
     async with ds.Session(STREAM_ROOT) as session:
         orders = OrderHandler(session, expected=ROUNDS * len(STREAMS))
-        verifier = WebhookVerifier(session)
+        verifier = ds.WebhookVerifier(session)
         await verifier.refresh()  # fetch the server's keys now, not on the first wake
         app = web.Application()
-        app.router.add_post("/hooks", webhook_handler(verifier, orders.handle))
+        app.router.add_post("/hooks", ds.webhook_handler(verifier, orders.handle))
         runner, hook_url = await start_receiver(app)
         print(f"receiver listening at {hook_url}")
         subscription = session.subscription(f"webhook-aiohttp-{run}")

@@ -14,7 +14,7 @@ It runs from start to finish by itself, printing what happens:
 1. it serves the app with uvicorn on 127.0.0.1 (a free port): the reference server accepts
    plain ``http://`` webhook URLs only for ``localhost`` and ``127.0.0.x``;
 2. it creates a webhook subscription over the streams ``jobs-<run>/*`` and appends jobs;
-3. ``POST /hooks`` takes the verified wake from the ``webhook_dependency`` (a forged
+3. ``POST /hooks`` takes the verified wake from the ``ds.webhook_dependency`` (a forged
    request is answered 401 before the route runs: the demo sends one), queues it for
    the worker and answers ``{"done": false}`` at once: the asynchronous path;
 4. the worker, a task the app's lifespan owns, reads each pending stream from its acked
@@ -40,13 +40,6 @@ import uvicorn
 from fastapi import Depends, FastAPI, Request
 
 import durable_streams as ds
-from durable_streams._subscriptions.webhook import (
-    WebhookCallback,
-    webhook_answer,
-    webhook_dependency,
-)
-from durable_streams._subscriptions.webhook_verify import WebhookVerifier
-from durable_streams._subscriptions.webhook_wire import WebhookWake
 
 SERVER = os.environ.get("DURABLE_STREAMS_URL", "http://127.0.0.1:4437").rstrip("/")
 STREAM_ROOT = SERVER + "/v1/stream"  # the reference server's streams live under /v1/stream
@@ -58,7 +51,7 @@ class Worker:
 
     def __init__(self, session: ds.Session) -> None:
         self.session = session
-        self.wakes: asyncio.Queue[WebhookWake] = asyncio.Queue()
+        self.wakes: asyncio.Queue[ds.WebhookWake] = asyncio.Queue()
         self.handled: list[dict[str, object]] = []
         self.all_handled = asyncio.Event()
 
@@ -74,8 +67,8 @@ class Worker:
             if len(self.handled) >= JOBS:
                 self.all_handled.set()
 
-    async def finish(self, wake: WebhookWake) -> None:
-        callback = WebhookCallback(self.session, wake)
+    async def finish(self, wake: ds.WebhookWake) -> None:
+        callback = ds.WebhookCallback(self.session, wake)
         for cursor in wake.pending:
             stream = self.session.stream(cursor.path)
             async with stream.read(cursor.acked_offset, live=False) as reader:
@@ -94,7 +87,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     async with ds.Session(STREAM_ROOT) as session:
         worker = Worker(session)
         app.state.worker = worker
-        app.state.verifier = WebhookVerifier(session)
+        app.state.verifier = ds.WebhookVerifier(session)
         task = asyncio.create_task(worker.run())  # owned: cancelled and awaited below
         try:
             yield
@@ -104,23 +97,23 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                 await task
 
 
-def _verifier(request: Request) -> WebhookVerifier:
-    verifier: WebhookVerifier = request.app.state.verifier
+def _verifier(request: Request) -> ds.WebhookVerifier:
+    verifier: ds.WebhookVerifier = request.app.state.verifier
     return verifier
 
 
 app = FastAPI(lifespan=lifespan)
-verified_wake = webhook_dependency(_verifier)
+verified_wake = ds.webhook_dependency(_verifier)
 
 
 @app.post("/hooks")
 async def hook(
-    wake: Annotated[WebhookWake, Depends(verified_wake)], request: Request
+    wake: Annotated[ds.WebhookWake, Depends(verified_wake)], request: Request
 ) -> dict[str, bool]:
     """Queue the wake for the worker and answer at once: it will call back."""
     print(f"received wake {wake.generation}: {[s.path for s in wake.pending]}")
     request.app.state.worker.wakes.put_nowait(wake)
-    return webhook_answer(done=False)
+    return ds.webhook_answer(done=False)
 
 
 async def main() -> None:

@@ -43,6 +43,8 @@ TESTED = {
     "fastapi_relay.py": "test_fastapi_relay",
     "test_aiohttp_service.py": "test_testing_recipe",
     "worker_pool.py": "test_worker_pool",
+    "webhook_aiohttp.py": "tests/test_webhook_examples.py::test_webhook_aiohttp",
+    "webhook_fastapi.py": "tests/test_webhook_examples.py::test_webhook_fastapi",
 }
 # What an example must never print, however it ends.
 _BAD_OUTPUT = (

@@ -77,8 +77,12 @@ EXPECTED_ALL = [
     "UnexpectedStatusError",
     "UsageError",
     "WakeEvent",
+    "WebhookCallback",
     "WebhookSignatureError",
     "WebhookSigning",
+    "WebhookVerifier",
+    "WebhookVerifierStatistics",
+    "WebhookWake",
     "WorkerStatistics",
     "append",
     "create",
@@ -86,6 +90,9 @@ EXPECTED_ALL = [
     "head",
     "read",
     "read_all",
+    "webhook_answer",
+    "webhook_dependency",
+    "webhook_handler",
 ]
 
 PUBLIC = [getattr(ds, name) for name in EXPECTED_ALL]

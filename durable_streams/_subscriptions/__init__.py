@@ -22,6 +22,13 @@ from .records import WebhookSigning as WebhookSigning
 from .records import WorkerStatistics as WorkerStatistics
 from .runner import BatchHandler as BatchHandler
 from .runner import SubscriptionRunner as SubscriptionRunner
+from .webhook import WebhookCallback as WebhookCallback
+from .webhook import webhook_answer as webhook_answer
+from .webhook import webhook_dependency as webhook_dependency
+from .webhook import webhook_handler as webhook_handler
+from .webhook_verify import WebhookVerifier as WebhookVerifier
+from .webhook_verify import WebhookVerifierStatistics as WebhookVerifierStatistics
+from .webhook_wire import WebhookWake as WebhookWake
 
 __all__ = [
     "BatchHandler",
@@ -39,6 +46,13 @@ __all__ = [
     "SubscriptionStream",
     "SubscriptionType",
     "WakeEvent",
+    "WebhookCallback",
     "WebhookSigning",
+    "WebhookVerifier",
+    "WebhookVerifierStatistics",
+    "WebhookWake",
     "WorkerStatistics",
+    "webhook_answer",
+    "webhook_dependency",
+    "webhook_handler",
 ]

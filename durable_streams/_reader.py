@@ -68,6 +68,8 @@ class _State(enum.Enum):
 
 
 _FETCHING: Final = frozenset({_State.CATCH_UP, _State.LONG_POLL, _State.SSE})
+# For the hot path of message iteration: an enum member's lookup costs more than the rest.
+_CLOSED: Final = _State.CLOSED
 
 
 class _BodyRead:
@@ -283,10 +285,13 @@ class StreamReader:
         return self
 
     async def __anext__(self) -> Any:
-        self._check()
-        while (item := self._queue.take_item()) is NOTHING:
-            if not await self._more():
-                raise StopAsyncIteration
+        if self._state is _CLOSED:
+            self._check()
+        item = next(self._queue.head, NOTHING)  # the hot path: a message already here
+        if item is NOTHING:
+            while (item := self._queue.take_item()) is NOTHING:
+                if not await self._more():
+                    raise StopAsyncIteration
         return item
 
     def batches(self) -> _Batches:
@@ -413,9 +418,10 @@ class StreamReader:
             self._budget.reset()
         if meta.cursor:
             self._cursor = meta.cursor
-        report = bool(items) or meta.closed or (meta.up_to_date and not self._up_to_date)
+        # Worth a batch even without items: the end of the stream, or reaching the tail.
+        report = meta.closed or (meta.up_to_date and not self._up_to_date)
         self._up_to_date = meta.up_to_date
-        if report or self._queue.body_open():
+        if items or report or self._queue.body_open():
             self._queue.push(start, items, end=meta, report=report, in_bytes=in_bytes)
         if meta.closed:
             self._stream_closed = True

@@ -15,8 +15,9 @@ styles continues exactly where the other left off.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from operator import length_hint
 from typing import Any, Final
 
 from ._errors import InvalidArgumentError
@@ -88,14 +89,10 @@ def parse_position(text: object) -> Position:
     return Position(check_offset(text))
 
 
-def _units(item: Any, *, in_bytes: bool) -> int:
-    return len(item) if in_bytes else 1
-
-
 def skip_units(items: Sequence[Any], skip: int, *, in_bytes: bool) -> tuple[list[Any], int]:
     """``items`` without their first ``skip`` units, and the units still to skip after them."""
     if not skip:
-        return list(items), 0
+        return items if isinstance(items, list) else list(items), 0
     if not in_bytes:
         dropped = min(skip, len(items))
         return list(items[dropped:]), skip - dropped
@@ -112,7 +109,7 @@ def skip_units(items: Sequence[Any], skip: int, *, in_bytes: bool) -> tuple[list
 class _Entry:
     """One delivery in the queue, or (with no ``end`` yet) a piece of a body still arriving."""
 
-    __slots__ = ("end", "in_bytes", "items", "report", "start", "taken", "taken_units")
+    __slots__ = ("end", "in_bytes", "items", "left", "report", "start")
 
     def __init__(
         self,
@@ -125,21 +122,30 @@ class _Entry:
     ) -> None:
         self.start = start
         self.items = items
+        # What is still to hand out. An iterator, so that taking one message costs next()
+        # alone: message iteration is the reader's hot path.
+        self.left: Iterator[Any] = iter(items)
         self.end = end  # the delivery's offset and flags (its items are unused)
         self.report = report  # worth a Batch even without items (first up-to-date, closed)
         self.in_bytes = in_bytes
-        self.taken = 0
-        self.taken_units = 0
+
+    def taken(self) -> int:
+        """How many of the items were handed out."""
+        return len(self.items) - length_hint(self.left)
 
     def rest(self) -> list[Any]:
-        rest = self.items[self.taken :] if self.taken else self.items
-        self.taken = len(self.items)
-        return rest
+        """The items not handed out yet, handed out now."""
+        taken = self.taken()
+        self.left = _EXHAUSTED
+        return self.items[taken:] if taken else self.items
 
     def batch(self, items: list[Any]) -> Batch[Any]:
         assert self.end is not None
         end = self.end
         return Batch(items, end.offset, end.cursor, end.up_to_date, end.closed)
+
+
+_EXHAUSTED: Final[Iterator[Any]] = iter(())
 
 
 class PendingQueue:
@@ -152,10 +158,16 @@ class PendingQueue:
     what was handed out.
     """
 
-    __slots__ = ("_entries",)
+    __slots__ = ("_entries", "head")
 
     def __init__(self) -> None:
         self._entries: deque[_Entry] = deque()
+        self.head: Iterator[Any] = _EXHAUSTED
+        """What is left of the first delivery: ``next(queue.head, NOTHING)`` is the fast
+        path of :meth:`take_item` (kept by this class alone, after every change)."""
+
+    def _new_head(self) -> None:
+        self.head = self._entries[0].left if self._entries else _EXHAUSTED
 
     def __bool__(self) -> bool:
         return bool(self._entries)
@@ -171,6 +183,8 @@ class PendingQueue:
     ) -> None:
         """Add a delivery starting at ``start``; ``end=None`` for a piece of a body."""
         self._entries.append(_Entry(start, items, end=end, report=report, in_bytes=in_bytes))
+        if len(self._entries) == 1:
+            self._new_head()
 
     def body_open(self) -> bool:
         """Whether the last entry is a piece of a body whose end has not been pushed."""
@@ -180,26 +194,30 @@ class PendingQueue:
         """The next message, or :data:`NOTHING`."""
         entries = self._entries
         while entries:
-            entry = entries[0]
-            if entry.taken < len(entry.items):
-                item = entry.items[entry.taken]
-                entry.taken += 1
-                entry.taken_units += _units(item, in_bytes=entry.in_bytes)
-                if entry.taken == len(entry.items):
-                    entries.popleft()
+            item = next(entries[0].left, NOTHING)
+            if item is not NOTHING:
                 return item
-            entries.popleft()
+            entries.popleft()  # handed out entirely (or nothing to hand out)
+            self._new_head()
         return NOTHING
 
     def take_batch(self) -> Batch[Any] | None:
         """The rest of the next delivery worth reporting, or ``None`` until one is whole."""
+        try:
+            return self._take_batch()
+        finally:
+            self._new_head()
+
+    def _take_batch(self) -> Batch[Any] | None:
         entries = self._entries
         while entries:
             head = entries[0]
             if head.end is not None:
                 entries.popleft()
+                touched = head.taken() > 0
                 items = head.rest()
-                if items or head.report:
+                # A delivery whose messages were all taken one by one is over, flags too.
+                if items or (head.report and not touched):
                     return head.batch(items)
                 continue
             ends = next((i for i, e in enumerate(entries) if e.end is not None), None)
@@ -217,6 +235,7 @@ class PendingQueue:
         """Every message held, in order (pieces of a body stay separate)."""
         items = [item for entry in self._entries for item in entry.rest()]
         self._entries.clear()
+        self._new_head()
         return items
 
     def position(self, fetched: Position) -> Position:
@@ -226,9 +245,12 @@ class PendingQueue:
         entirely the position is ``"now"`` (the one place a position cannot be exact).
         """
         for entry in self._entries:
-            if entry.taken < len(entry.items):
+            if length_hint(entry.left):
                 start = entry.start
                 if start.offset == "now":
                     return start
-                return Position(start.offset, start.skip + entry.taken_units)
+                taken = entry.taken()
+                if entry.in_bytes:
+                    taken = sum(map(len, entry.items[:taken]))
+                return Position(start.offset, start.skip + taken)
         return fetched

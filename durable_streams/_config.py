@@ -158,7 +158,9 @@ class Limits:
     a reader's offset stays where it was. See the security page of the docs.
 
     Attributes:
-        max_body_bytes: the largest decoded body read whole: a JSON read response, and
+        max_body_bytes: the largest decoded body read whole: a JSON read response, SSE
+            data events waiting for their control event (past it the reader falls back
+            to long-poll), and
             any answer to a write, a HEAD or an error. (The reference server answers a
             catch-up read with everything up to the tail: raise this to read a JSON
             stream whose backlog is larger in one response.)

@@ -5,7 +5,7 @@ Every exception the library raises on purpose derives from :class:`DurableStream
     DurableStreamsError
     ├── UsageError                      bad input or misuse, raised before anything is sent
     │   ├── InvalidArgumentError        (also a ValueError)
-    │   ├── ReaderConsumedError         a StreamReader iterated a second time
+    │   ├── ReaderConsumedError         a StreamReader consumed again after its end
     │   ├── ResourceClosedError         a Session, reader or producer used after aclose()
     │   └── BufferFullError             IdempotentProducer.append_nowait() with a full buffer
     ├── TransportError                  the request did not produce an HTTP response
@@ -18,7 +18,7 @@ Every exception the library raises on purpose derives from :class:`DurableStream
     └── ResponseError                   the server answered with an error status
         ├── RedirectError               3xx not followed (writes never follow redirects)
         ├── BadRequestError             400
-        │   └── InvalidOffsetError      400 on a read
+        │   └── InvalidOffsetError      400 on a read; an offset past the tail
         ├── UnauthorizedError           401
         ├── ForbiddenError              403 (not a producer fence)
         ├── StaleEpochError             403 on a producer request: fenced by a newer epoch
@@ -148,7 +148,7 @@ class InvalidArgumentError(UsageError, ValueError):
 
 
 class ReaderConsumedError(UsageError):
-    """A :class:`StreamReader` was consumed a second time; start a new ``read()``."""
+    """A :class:`StreamReader` that reached its end was consumed again; start a new ``read()``."""
 
 
 class ResourceClosedError(UsageError):
@@ -306,7 +306,12 @@ class BadRequestError(ResponseError):
 
 
 class InvalidOffsetError(BadRequestError):
-    """400 on a read: the offset is malformed or out of range."""
+    """400 on a read (the offset is malformed or out of range), or an offset past the tail.
+
+    A reader raises it itself when answers keep placing the stream's tail before the
+    offset (or position) it reads from, such as a corrupt checkpoint; ``status`` is then
+    that of the answer that did.
+    """
 
 
 class UnauthorizedError(ResponseError):

@@ -303,12 +303,13 @@ class Stream:
         ``text``); ``async with`` closes a live connection promptly.
 
         Args:
-            offset: ``"-1"`` (the beginning), ``"now"`` (only new data), or an offset the
-                server returned (for example ``Batch.offset`` saved as a checkpoint).
+            offset: ``"-1"`` (the beginning), ``"now"`` (only new data), an offset the
+                server returned (for example ``Batch.offset`` saved as a checkpoint), or
+                a :attr:`StreamReader.position` (the place after exactly one message).
             live: ``False`` stops once caught up; ``True`` or ``"long-poll"`` then
                 long-polls; ``"sse"`` then reads Server-Sent Events (falling back to
-                long-poll if SSE connections keep dropping at once). Every mode stops at
-                the end of a closed stream.
+                long-poll if SSE connections keep making no progress). Every mode stops
+                at the end of a closed stream.
             cursor: a cursor from an earlier read, to echo on the first live request.
         """
         return StreamReader(self, offset=offset, live=live, cursor=cursor)

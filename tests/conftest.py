@@ -1,4 +1,8 @@
-"""Fixtures: the real reference server, a session on it, and unique stream paths."""
+"""Fixtures: the real reference server, a session on it, and unique stream paths.
+
+The servers come from the shipped testing kit (``durable_streams.testing``): ``server``
+is its pytest plugin's ``durable_streams_server``, one for the whole run.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import durable_streams as ds
-from tests._refserver import ReferenceServer
+from durable_streams.testing import ReferenceServer
 
 # asyncio debug mode reports unawaited coroutines and unclosed resources; loops created
 # by pytest-asyncio read this when they are made.
@@ -19,12 +23,15 @@ os.environ.setdefault("PYTHONASYNCIODEBUG", "1")
 
 _counter = itertools.count()
 
+# The mocked-transport tests run in `nox -s mocked` only, on the aiohttp that aioresponses
+# still works with (see noxfile.py); `pytest tests/mocked` names them explicitly.
+collect_ignore = ["mocked"]
+
 
 @pytest.fixture(scope="session")
-def server() -> Iterator[ReferenceServer]:
-    """One in-memory reference server for the whole run (long-poll wait shortened)."""
-    with ReferenceServer(long_poll_timeout_ms=2000) as srv:
-        yield srv
+def server(durable_streams_server: ReferenceServer) -> ReferenceServer:
+    """One in-memory reference server for the whole run (long-poll wait 2 s)."""
+    return durable_streams_server
 
 
 @pytest.fixture

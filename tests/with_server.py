@@ -1,16 +1,15 @@
 """Run a command with a local reference server: ``python -m tests.with_server CMD ...``.
 
 The server's base URL is passed to the command in ``DURABLE_STREAMS_URL``; the server is
-stopped when the command ends. The demo, the examples and the docs use this.
+stopped when the command ends. The demo, the examples and the docs use this. It is the
+testing kit's ``python -m durable_streams.testing run CMD ...``, under its old name.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 
-from tests._refserver import ReferenceServer
+from durable_streams.testing.__main__ import main as kit_main
 
 
 def main(argv: list[str]) -> int:
@@ -18,9 +17,7 @@ def main(argv: list[str]) -> int:
     if not argv:
         print("usage: python -m tests.with_server COMMAND [ARGS...]", file=sys.stderr)
         return 2
-    with ReferenceServer() as server:
-        env = {**os.environ, "DURABLE_STREAMS_URL": server.url}
-        return subprocess.run(argv, env=env, check=False).returncode
+    return kit_main(["run", "--", *argv])
 
 
 if __name__ == "__main__":

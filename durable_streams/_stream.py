@@ -4,25 +4,19 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 from urllib.parse import urlsplit
 
 from ._errors import InvalidArgumentError, MissingHeaderError
 from ._protocol import headers as h
 from ._protocol.errors import Op, error_for
-from ._protocol.framing import (
-    DEFAULT_CONTENT_TYPE,
-    check_json_bytes,
-    encode_json_append,
-    encode_json_value,
-    is_json,
-)
+from ._protocol.framing import DEFAULT_CONTENT_TYPE, encode_append, precheck_message
 from ._reader import LiveMode, StreamReader, check_offset
 from ._transport import Response
 from ._types import AppendResult, CreateResult, StreamInfo
 
 if TYPE_CHECKING:
-    from ._producer import IdempotentProducer
+    from ._producer import IdempotentProducer, ProducerOptions
     from ._session import Session
 
 __all__ = ["Stream"]
@@ -75,7 +69,8 @@ class Stream:
             expires_at: an absolute expiry (an aware ``datetime`` or an RFC 3339 string).
                 Give ``ttl`` or ``expires_at``, not both.
             closed: create the stream already closed (with ``data`` as its whole content).
-            data: initial content, framed like :meth:`append` (``bytes`` are sent as is).
+            data: initial content, one message as for :meth:`append` (empty ``bytes``
+                mean no data).
 
         Returns a :class:`CreateResult` whose ``created`` is False when an identical stream
         already existed (the server ignores ``data`` then). Retried on transient failures:
@@ -204,11 +199,12 @@ class Stream:
     ) -> AppendResult:
         """Append one message (JSON streams) or a chunk of bytes (other streams), in one POST.
 
-        On a JSON stream ``data`` is any JSON value (a list is one message, not several);
-        ``bytes`` are taken as already-encoded JSON and sent as they are, so an encoded
-        array appends each element. On other streams ``data`` is ``bytes`` or ``str``
-        (sent as UTF-8). Learning the content type costs one HEAD the first time if the
-        handle does not know it.
+        On a JSON stream ``data`` is one message: any JSON value (a list is one message,
+        not several), or ``bytes`` holding exactly one already-encoded JSON value (an
+        encoded array is one message too; :meth:`append_stream` sends a raw body whose
+        array elements become messages). On other streams ``data`` is ``bytes`` or
+        ``str`` (sent as UTF-8). Learning the content type costs one HEAD the first time
+        if the handle does not know it.
 
         Args:
             data: the message or bytes to append.
@@ -243,9 +239,10 @@ class Stream:
     ) -> AppendResult:
         """Append the concatenation of ``chunks`` as one chunked request body.
 
-        The chunks are sent as they come, so a large body never sits in memory whole. On a
-        JSON stream they must together form one JSON value (an array appends its
-        elements). A streamed body cannot be replayed, so it is never retried.
+        The chunks are sent as they come, so a large body never sits in memory whole. This
+        is the protocol's raw wire form, unlike :meth:`append`: on a JSON stream the chunks
+        must together form one JSON value, and an array appends each of its elements as a
+        message. A streamed body cannot be replayed, so it is never retried.
         """
         if not hasattr(chunks, "__aiter__"):
             raise InvalidArgumentError(
@@ -319,36 +316,17 @@ class Stream:
         async with self.read(offset, live=False) as reader:
             return await reader.read_all()
 
-    def producer(
-        self,
-        producer_id: str,
-        *,
-        epoch: int = 0,
-        auto_claim: bool = False,
-        max_batch_bytes: int = 1024 * 1024,
-        max_batch_items: int | None = None,
-        linger: float = 0.005,
-        max_in_flight: int = 5,
-        max_buffer_bytes: int = 64 * 1024 * 1024,
-    ) -> IdempotentProducer:
+    def producer(self, producer_id: str, **options: Unpack[ProducerOptions]) -> IdempotentProducer:
         """An idempotent producer writing to this stream; see :class:`IdempotentProducer`.
 
         No I/O: the producer starts on ``async with`` (or its first append). The options
-        are documented on :class:`IdempotentProducer`.
+        (``epoch``, ``auto_claim``, ``max_batch_bytes``, ``max_batch_items``, ``linger``,
+        ``max_in_flight``, ``max_buffer_bytes``) and their defaults are documented on
+        :class:`IdempotentProducer`, which validates them.
         """
         from ._producer import IdempotentProducer  # noqa: PLC0415 - import cycle
 
-        return IdempotentProducer(
-            self,
-            producer_id,
-            epoch=epoch,
-            auto_claim=auto_claim,
-            max_batch_bytes=max_batch_bytes,
-            max_batch_items=max_batch_items,
-            linger=linger,
-            max_in_flight=max_in_flight,
-            max_buffer_bytes=max_buffer_bytes,
-        )
+        return IdempotentProducer(self, producer_id, **options)
 
     # -- internals --------------------------------------------------------------------
 
@@ -432,32 +410,13 @@ class Stream:
 
 
 def encode_body(data: object, content_type: str, *, allow_empty: bool) -> bytes:
-    """The request body that appends ``data`` to a stream of ``content_type``."""
-    if isinstance(data, bytes | bytearray | memoryview):
-        body = bytes(data)
-    elif is_json(content_type):
-        return encode_json_append(data)
-    elif isinstance(data, str):
-        body = data.encode()
-    else:
-        raise InvalidArgumentError(
-            f"a {content_type} stream takes bytes or str, not {type(data).__name__}"
-        )
-    if not body and not allow_empty:
-        raise InvalidArgumentError("cannot append empty data", argument="data")
-    if body and is_json(content_type):
-        check_json_bytes(body)
-    return body
+    """The request body that appends ``data`` as one message (see framing.encode_append)."""
+    return encode_append(data, content_type, allow_empty=allow_empty)
 
 
 def _precheck(data: object) -> None:
     """Refuse data that no stream of any content type could take."""
-    if isinstance(data, bytes | bytearray | memoryview):
-        if not data:
-            raise InvalidArgumentError("cannot append empty data", argument="data")
-    elif not isinstance(data, str):
-        # Only a JSON stream takes other values, and only JSON ones.
-        encode_json_value(data, argument="data")
+    precheck_message(data)
 
 
 async def _checked_chunks(chunks: AsyncIterable[bytes]) -> AsyncIterable[bytes]:

@@ -7,7 +7,7 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -208,7 +208,8 @@ async def test_damaged_catch_up_body_is_parse_error_with_offset(
         resume = (await stream.head()).offset
         # Big enough that the server would compress it if it could.
         big = [{"n": n, "pad": "p" * 50} for n in range(100)]
-        await stream.append(b"[" + b",".join(_encode(v) for v in big) + b"]")
+        # One append of 100 messages: the raw wire form (append() takes one message).
+        await stream.append_stream(_once(b"[" + b",".join(_encode(v) for v in big) + b"]"))
 
         if damage == "truncate":
             plain_server.inject_error(path, truncate_body_bytes=40, method="GET")
@@ -275,6 +276,10 @@ async def test_damaged_long_poll_body_is_parse_error_and_reader_resumes(
             # Iterating the same reader again repeats the read from the same offset.
             assert (await anext(batches)).items == [{"live": [1, 2, 3]}]
         assert await stream.read_all(info.value.offset) == [{"live": [1, 2, 3]}]
+
+
+async def _once(body: bytes) -> AsyncIterator[bytes]:
+    yield body
 
 
 def _encode(value: object) -> bytes:
@@ -496,7 +501,7 @@ async def test_json_body_cut_mid_way_is_read_again(
     stream = session.stream(path)
     await stream.create(content_type=JSON)
     values = [{"n": n, "pad": "x" * 200} for n in range(500)]
-    await stream.append(json.dumps(values).encode())
+    await stream.append_stream(_once(json.dumps(values).encode()))  # 500 messages
     link = Proxy(server.url, trickle=16 * 1024, cut_after=40_000)
     async with link as url, ds.Session(url, retry=FAST) as via_link:
         assert await via_link.stream(path).read_all() == values

@@ -22,7 +22,7 @@ async def test_one_shot_round_trip(server: ReferenceServer, path: str) -> None:
 
     first = await ds.append(url, {"id": 1})
     await ds.append(url, [1, 2])
-    await ds.append(url, b'["raw", "json"]')
+    await ds.append(url, b'["raw", "json"]')  # bytes: one already-encoded message
     assert first.offset
 
     info = await ds.head(url)
@@ -30,9 +30,9 @@ async def test_one_shot_round_trip(server: ReferenceServer, path: str) -> None:
     assert info.ttl == 600
     assert info.closed is False
 
-    assert await ds.read_all(url) == [{"id": 1}, [1, 2], "raw", "json"]
-    assert await ds.read_all(url, first.offset) == [[1, 2], "raw", "json"]
-    assert await ds.read(url) == [{"id": 1}, [1, 2], "raw", "json"]
+    assert await ds.read_all(url) == [{"id": 1}, [1, 2], ["raw", "json"]]
+    assert await ds.read_all(url, first.offset) == [[1, 2], ["raw", "json"]]
+    assert await ds.read(url) == [{"id": 1}, [1, 2], ["raw", "json"]]
 
     closed = await ds.append(url, {"id": "last"}, close=True)
     assert closed.closed is True
@@ -40,7 +40,7 @@ async def test_one_shot_round_trip(server: ReferenceServer, path: str) -> None:
     for live in ("long-poll", "sse", True):
         async with asyncio.timeout(10):
             assert await ds.read(url, first.offset, live=live) == [
-                [1, 2], "raw", "json", {"id": "last"},
+                [1, 2], ["raw", "json"], {"id": "last"},
             ]  # fmt: skip
 
     await ds.delete(url)

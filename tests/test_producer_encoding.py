@@ -21,21 +21,6 @@ BYTES = "application/octet-stream"
 
 Writer = Callable[[ds.Stream, object], Awaitable[None]]
 
-# TRANSITIONAL: Stream's writers take the framing's one path once the lead applies the
-# Stream patch (issue 11, item 8); until then these cases still behave as before.
-_PENDING_STREAM_PATCH = {
-    *((w, c) for w in ("create", "append", "close") for c in ("encoded-array",
-        "encoded-empty-array", "encoded-with-spaces", "bytearray")),
-    *((w, c) for w in ("append", "close") for c in ("bytes-lone-surrogate", "bytes-int",
-        "bytes-dict")),
-    ("append", "untyped"),
-}  # fmt: skip
-
-
-def _pending(request: pytest.FixtureRequest, writer: str, case: str) -> None:
-    if (writer, case) in _PENDING_STREAM_PATCH:
-        request.applymarker(pytest.mark.xfail(strict=True, reason="Stream patch not applied"))
-
 
 async def _create(stream: ds.Stream, data: object) -> None:
     await stream.create(content_type=stream.content_type or JSON, data=data)
@@ -97,9 +82,8 @@ async def _messages(stream: ds.Stream) -> list[Any]:
 @pytest.mark.parametrize("case", JSON_CASES)
 @pytest.mark.parametrize("writer", WRITERS)
 async def test_json_data_is_exactly_one_message_everywhere(
-    session: ds.Session, path: str, writer: str, case: str, request: pytest.FixtureRequest
+    session: ds.Session, path: str, writer: str, case: str
 ) -> None:
-    _pending(request, writer, case)
     data, message = JSON_CASES[case]
     stream = await _stream_for(session, path, writer, JSON)
     await WRITERS[writer](stream, data)
@@ -143,9 +127,8 @@ BAD_WRITERS = {name: writer for name, writer in WRITERS.items() if name != "crea
 @pytest.mark.parametrize("case", BAD)
 @pytest.mark.parametrize("writer", BAD_WRITERS)
 async def test_bad_data_gets_one_error_everywhere(
-    session: ds.Session, path: str, writer: str, case: str, request: pytest.FixtureRequest
+    session: ds.Session, path: str, writer: str, case: str
 ) -> None:
-    _pending(request, writer, case)
     content_type, data = BAD[case]
     stream = await _stream_for(session, path, writer, content_type)
     before = await stream.head()
@@ -166,9 +149,8 @@ async def test_empty_initial_data_of_a_byte_stream_is_no_data(
 
 
 async def test_an_untyped_handle_refuses_what_no_stream_takes_before_any_request(
-    session: ds.Session, path: str, request: pytest.FixtureRequest
+    session: ds.Session, path: str
 ) -> None:
-    _pending(request, "append", "untyped")
     stream = session.stream(path)  # never created: a HEAD would be a 404
     for data in (b"", "\ud800", float("nan"), object()):
         with pytest.raises(ds.InvalidArgumentError) as caught:

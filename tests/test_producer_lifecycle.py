@@ -193,9 +193,6 @@ async def test_a_closed_or_unstarted_producer_does_not_warn(json_stream: ds.Stre
 # -- item 9: options validated once, forwarded unchanged -----------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True, reason="Stream.producer forwards **options once the lead applies the patch"
-)
 def test_stream_producer_forwards_one_keyword_set() -> None:
     parameters = inspect.signature(ds.Stream.producer).parameters
     assert [(p.name, p.kind) for p in parameters.values()] == [

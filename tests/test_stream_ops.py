@@ -104,14 +104,18 @@ async def test_create_with_initial_json_data(session: ds.Session, path: str) -> 
     await wrapped.create(content_type=JSON, data=[1, 2])
     assert await wrapped.read_all() == [[1, 2]]
 
-    raw = session.stream(path + "-raw")
-    await raw.create(content_type=JSON, data=b"[1,2]")
-    assert await raw.read_all() == [1, 2]
+    encoded = session.stream(path + "-encoded")  # bytes: one already-encoded message
+    await encoded.create(content_type=JSON, data=b"[1,2]")
+    assert await encoded.read_all() == [[1, 2]]
 
-    empty = session.stream(path + "-empty")
-    made = await empty.create(content_type=JSON, data=b"[]")
+    empty_list = session.stream(path + "-empty-list")
+    made = await empty_list.create(content_type=JSON, data=b"[]")
     assert made.created is True
-    assert await empty.read_all() == []
+    assert await empty_list.read_all() == [[]]
+
+    no_data = session.stream(path + "-no-data")
+    await no_data.create(content_type=JSON, data=b"")
+    assert await no_data.read_all() == []
 
 
 async def test_create_closed_with_data_is_whole_content(session: ds.Session, path: str) -> None:
@@ -234,11 +238,17 @@ async def test_append_json_values_one_message_each(json_stream: ds.Stream) -> No
     assert await json_stream.read_all() == values
 
 
-async def test_append_bytes_to_json_stream_are_raw_json(json_stream: ds.Stream) -> None:
-    await json_stream.append(b"[1,2]")  # an encoded array: each element is a message
-    await json_stream.append(b'{"x":1}')  # a single encoded value: one message
-    await json_stream.append(b"[[3,4]]")  # flattened one level only
-    assert await json_stream.read_all() == [1, 2, {"x": 1}, [3, 4]]
+async def test_append_bytes_to_json_stream_are_one_message(json_stream: ds.Stream) -> None:
+    await json_stream.append(b"[1,2]")  # an encoded array is one message, like a list
+    await json_stream.append(b'{"x":1}')
+    await json_stream.append(b"[[3,4]]")
+    assert await json_stream.read_all() == [[1, 2], {"x": 1}, [[3, 4]]]
+
+
+async def test_append_stream_is_the_raw_wire_form(json_stream: ds.Stream) -> None:
+    await json_stream.append_stream(_chunks(b"[1,2]"))  # an array appends its elements
+    await json_stream.append_stream(_chunks(b'{"x":1}'))
+    assert await json_stream.read_all() == [1, 2, {"x": 1}]
 
 
 async def test_append_with_unknown_content_type_learns_it(session: ds.Session, path: str) -> None:
@@ -403,7 +413,7 @@ async def test_fork_at_offset_and_sub_offset_counts_json_messages(
     source = session.stream(path)
     await source.create(content_type=JSON)
     after_first = (await source.append({"m": 0})).offset
-    after_batch = (await source.append(b"[1,2,3]")).offset  # one append, three messages
+    after_batch = (await source.append_stream(_chunks(b"[1,2,3]"))).offset  # 3 messages
     await source.append({"m": 4})
 
     at_offset = session.stream(path + "-at")

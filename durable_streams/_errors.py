@@ -47,8 +47,12 @@ failure, and code that handles one must not catch the other by accident.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from ._protocol.redact import redact_text, redact_url
+
+if TYPE_CHECKING:
+    from ._types import StreamInfo
 
 __all__ = [
     "BadRequestError",
@@ -359,7 +363,26 @@ class ConflictError(ResponseError):
 
 
 class StreamExistsError(ConflictError):
-    """409 on create or fork: a stream with a different configuration is at this URL."""
+    """409 on create or fork: a stream with a different configuration is at this URL.
+
+    Attributes:
+        existing: what a HEAD found at the URL after a refused ``create`` (its content
+            type, closed state, TTL, expiry), or ``None`` when it was not asked. A
+            closed stream is the usual case: ``existing.closed`` is then true and the
+            message says so.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        existing: StreamInfo | None = None,
+        url: str | None = None,
+        status: int | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, url=url, status=status, headers=headers)
+        self.existing = existing
 
 
 class StreamClosedError(ConflictError):

@@ -7,7 +7,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Unpack
 from urllib.parse import urlsplit
 
-from ._errors import InvalidArgumentError, MissingHeaderError
+from ._errors import (
+    DurableStreamsError,
+    InvalidArgumentError,
+    MissingHeaderError,
+    StreamExistsError,
+)
 from ._protocol import headers as h
 from ._protocol.errors import Op, error_for
 from ._protocol.framing import DEFAULT_CONTENT_TYPE, encode_append, precheck_message
@@ -91,7 +96,10 @@ class Stream:
         response = await self.session._fetch(
             "PUT", self.url, headers=headers, body=body, budget=self.session._budget()
         )
-        return self._created(response, Op.CREATE, fallback_type=content_type)
+        try:
+            return self._created(response, Op.CREATE, fallback_type=content_type)
+        except StreamExistsError as exc:
+            raise await self._explain_conflict(exc) from None
 
     async def fork(
         self,
@@ -377,6 +385,24 @@ class Stream:
         return AppendResult(
             offset=self._next_offset(response.headers, "the answer to an append"),
             closed=h.flag(response.headers, h.STREAM_CLOSED),
+        )
+
+    async def _explain_conflict(self, error: StreamExistsError) -> StreamExistsError:
+        """The 409 of a create, saying what differs when a HEAD can tell (the closed state)."""
+        try:
+            existing = await self.head()
+        except DurableStreamsError:
+            return error  # the original answer is all there is to say
+        what = "a closed stream" if existing.closed else "a stream with a different configuration"
+        hint = (
+            " (create(..., closed=True) confirms it, or delete it first)" if existing.closed else ""
+        )
+        return StreamExistsError(
+            f"{what} exists at this URL{hint}",
+            existing=existing,
+            url=self.url,
+            status=error.status,
+            headers=error.headers,
         )
 
     def _created(self, response: Response, op: Op, *, fallback_type: str | None) -> CreateResult:

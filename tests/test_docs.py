@@ -49,6 +49,30 @@ def test_code_block_runs(where: str, code: str, server: ReferenceServer, tmp_pat
     assert result.returncode == 0, f"{where} failed:\n{result.stdout}\n{result.stderr}"
 
 
+@pytest.mark.parametrize(
+    ("where", "code"),
+    [(w, c) for w, c in _blocks() if w.startswith("README.md")],
+    ids=[w for w, _ in _blocks() if w.startswith("README.md")],
+)
+def test_readme_block_runs_twice_on_the_same_streams(
+    where: str, code: str, server: ReferenceServer, tmp_path: Path
+) -> None:
+    # A reader who runs an example again must not meet an error of its first run.
+    script = tmp_path / "block.py"
+    script.write_text(code.replace('"/readme/', f'"/{tmp_path.name}-twice/readme/'))
+    env = {**os.environ, "DURABLE_STREAMS_URL": server.url}
+    for run in (1, 2):
+        result = subprocess.run(
+            [sys.executable, str(script)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, f"{where}, run {run}:\n{result.stdout}\n{result.stderr}"
+
+
 def test_examples_quickstart_runs(server: ReferenceServer) -> None:
     env = {**os.environ, "DURABLE_STREAMS_URL": server.url}
     result = subprocess.run(

@@ -543,3 +543,18 @@ async def test_deleted_source_with_fork_is_gone(session: ds.Session, path: str) 
         await source.head()
     assert info.value.status == 410
     assert await fork.read_all() == ["kept"]
+
+
+async def test_create_on_a_closed_stream_says_it_is_closed(session: ds.Session, path: str) -> None:
+    # Issue 11 item 10: the 409 alone says only "different configuration".
+    stream = session.stream(path)
+    await stream.create(content_type="application/json")
+    await stream.close()
+    with pytest.raises(ds.StreamExistsError, match="closed stream") as refused:
+        await stream.create(content_type="application/json")
+    assert refused.value.status == 409
+    assert refused.value.existing is not None
+    assert refused.value.existing.closed
+    confirmed = await stream.create(content_type="application/json", closed=True)
+    assert confirmed.created is False
+    assert confirmed.closed

@@ -8,7 +8,10 @@ fresh child process:
 - ``ours``: this repository's client (``impl_ours.py``);
 - ``raw``: minimal aiohttp with pre-encoded bodies, the ceiling (``impl_raw.py``);
 - ``ts``: the official TypeScript client with its IdempotentProducer (``ts_bench.mjs``);
-- ``pypi``: the official Python client from PyPI, in its own venv (``impl_pypi.py``).
+- ``pypi``: the official Python client from PyPI, in its own venv (``impl_pypi.py``);
+- ``base`` (only with ``--baseline DIR``): another checkout's ``impl_ours.py`` with that
+  checkout's library (``PYTHONPATH=DIR``, checked by ``impl_base.py``), for "no
+  regression" comparisons of ours before and after a change.
 
 Every child warms up on a stream of its own before its measured section. Producer
 results are verified by reading the stream back (count and order). Medians over the
@@ -45,9 +48,11 @@ sys.path.insert(0, str(ROOT))  # for tests._refserver, when run as a script
 from tests._refserver import SERVER_DIR, ReferenceServer  # noqa: E402
 from tests.benchmarks import bench_common as bc  # noqa: E402
 
-IMPLS = ("ours", "raw", "ts", "pypi")
+IMPLS = ("ours", "base", "raw", "ts", "pypi")
+DEFAULT_IMPLS = ("ours", "raw", "ts", "pypi")  # base needs --baseline
 LABELS = {
     "ours": "ours (aiohttp)",
+    "base": "ours before (baseline)",
     "raw": "raw limit",
     "ts": "official TS",
     "pypi": "official PyPI",
@@ -469,11 +474,16 @@ class Interpreters:
     python: str
     pypi_python: str | None
     node: str
+    baseline: Path | None = None  # another checkout of this repository, for ``base``
 
     def command(self, impl: str, spec: dict[str, Any]) -> list[str] | None:
         arg = json.dumps(spec)
         if impl == "ours":
             return [self.python, str(HERE / "impl_ours.py"), arg]
+        if impl == "base":
+            if self.baseline is None:
+                return None
+            return [self.python, str(HERE / "impl_base.py"), str(self.baseline), arg]
         if impl == "raw":
             return [self.python, str(HERE / "impl_raw.py"), arg]
         if impl == "pypi":
@@ -483,6 +493,13 @@ class Interpreters:
         if impl == "ts":
             return [self.node, "--expose-gc", str(HERE / "ts_bench.mjs"), arg]
         raise ValueError(impl)
+
+    def env(self, impl: str) -> dict[str, str]:
+        env = child_env()
+        if impl == "base" and self.baseline is not None:
+            # In front of the editable install's path entry (impl_base.py checks it won).
+            env["PYTHONPATH"] = str(self.baseline)
+        return env
 
 
 def child_env() -> dict[str, str]:
@@ -494,13 +511,13 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def run_child(cmd: list[str], timeout: float) -> dict[str, Any]:
+def run_child(cmd: list[str], timeout: float, env: dict[str, str] | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     try:
         proc = subprocess.run(
             cmd,
             cwd=HERE,
-            env=child_env(),
+            env=child_env() if env is None else env,
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -696,16 +713,24 @@ def _cell(summary: dict[str, Any], case: Case, impl: str, key: str, unit: str) -
     return text
 
 
-def results_table(summary: dict[str, Any]) -> list[str]:
-    head = "| case | metric | " + " | ".join(LABELS[i] for i in IMPLS)
-    head += " | ours / raw | ours / TS | ours / PyPI |"
-    lines = [head, "|" + "---|" * (len(IMPLS) + 5)]
+RATIO_NAMES = {"base": "before", "raw": "raw", "ts": "TS", "pypi": "PyPI"}
+
+
+def results_table(summary: dict[str, Any], impls: list[str] | None = None) -> list[str]:
+    """One column per implementation of the run (all of them if not given), then ratios."""
+    shown = [i for i in IMPLS if impls is None or i in impls]
+    if impls is None:
+        shown.remove("base")
+    others = [i for i in shown if i != "ours"]
+    head = "| case | metric | " + " | ".join(LABELS[i] for i in shown) + " | "
+    head += " | ".join(f"ours / {RATIO_NAMES[i]}" for i in others) + " |"
+    lines = [head, "|" + "---|" * (len(shown) + len(others) + 2)]
     for case in CASES:
         rows = [(case.metric, case.unit, True), *((k, label, False) for k, label in case.extra)]
         for key, unit, primary in rows:
-            cells = [_cell(summary, case, impl, key, unit) for impl in IMPLS]
+            cells = [_cell(summary, case, impl, key, unit) for impl in shown]
             ratios = []
-            for other in ("raw", "ts", "pypi"):
+            for other in others:
                 ours = med(summary, case.name, "ours", key)
                 r = _ratio(ours, med(summary, case.name, other, key))
                 ratios.append("" if not primary or r != r else f"{r:.2f}x")
@@ -758,7 +783,7 @@ def render_results(meta: dict[str, Any], summary: dict[str, Any], targets: list[
         "",
         "### Results",
         "",
-        *results_table(summary),
+        *results_table(summary, list(meta.get("implementations", IMPLS))),
         "",
         "### Targets",
         "",
@@ -798,7 +823,13 @@ def chart(path: Path, summary: dict[str, Any], sizes: dict[str, Any]) -> bool:
     except ImportError:
         print("matplotlib is not installed: no chart (nox -s bench installs it)")
         return False
-    colours = {"ours": "#1f77b4", "raw": "#7f7f7f", "ts": "#ff7f0e", "pypi": "#2ca02c"}
+    colours = {
+        "ours": "#1f77b4",
+        "base": "#9467bd",
+        "raw": "#7f7f7f",
+        "ts": "#ff7f0e",
+        "pypi": "#2ca02c",
+    }
     fig, axes = plt.subplots(2, 5, figsize=(20, 8))
     for ax, case in zip(axes.flat, CASES, strict=True):
         names, values, lows, highs, cols = [], [], [], [], []
@@ -905,6 +936,14 @@ def versions(interp: Interpreters) -> dict[str, str]:
             info["durable-streams (PyPI)"] = f"{pypi[1]} (httpx {pypi[2]}, Python {pypi[0]})"
     ts_pkg = HERE / "ts" / "node_modules" / "@durable-streams" / "client" / "package.json"
     server_pkg = SERVER_DIR / "node_modules" / "@durable-streams" / "server" / "package.json"
+    if interp.baseline is not None:
+        base_commit = _capture(["git", "-C", str(interp.baseline), "rev-parse", "--short", "HEAD"])
+        base_dirty = _capture(
+            ["git", "-C", str(interp.baseline), "status", "--porcelain", "durable_streams"]
+        )
+        info["durable_streams (base)"] = base_commit + (
+            " + uncommitted changes" if base_dirty != "n/a" else ""
+        )
     info["@durable-streams/client (TS)"] = _npm_version(ts_pkg)
     info["Node"] = _capture([interp.node, "--version"])
     info["@durable-streams/server"] = f"{_npm_version(server_pkg)} (in-memory, gzip off, 127.0.0.1)"
@@ -937,7 +976,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     names = ",".join(c.name for c in CASES)
     p.add_argument("--cases", default=names, help=f"comma-separated, of: {names}")
-    p.add_argument("--impls", default=",".join(IMPLS), help="comma-separated: ours,raw,ts,pypi")
+    p.add_argument(
+        "--impls",
+        default=",".join(DEFAULT_IMPLS),
+        help="comma-separated: ours,raw,ts,pypi (and base, with --baseline)",
+    )
+    p.add_argument(
+        "--baseline",
+        type=Path,
+        help="another checkout of this repository (a git worktree of an older commit): "
+        "adds the implementation base, its impl_ours.py run with PYTHONPATH=BASELINE",
+    )
     p.add_argument("--python", default=sys.executable, help="interpreter for ours and raw")
     p.add_argument("--pypi-python", help="interpreter of the venv with durable-streams 0.1.0")
     p.add_argument("--node", default="node")
@@ -1012,8 +1061,16 @@ def main(argv: list[str] | None = None) -> int:
     if "pypi" in impls and not args.pypi_python:
         print("no --pypi-python given: skipping the PyPI client")
         impls.remove("pypi")
+    baseline = check_baseline(args.baseline) if args.baseline else None
+    if baseline is not None and "base" not in impls:
+        impls.insert(1 if "ours" in impls else 0, "base")
+    if baseline is None and "base" in impls:
+        raise SystemExit("the implementation base needs --baseline DIR")
     interp = Interpreters(
-        _absolute(args.python), _absolute(args.pypi_python) if args.pypi_python else None, args.node
+        _absolute(args.python),
+        _absolute(args.pypi_python) if args.pypi_python else None,
+        args.node,
+        baseline,
     )
     started = time.perf_counter()
     load_before = os.getloadavg()
@@ -1037,7 +1094,7 @@ def main(argv: list[str] | None = None) -> int:
                     cmd = interp.command(impl, spec)
                     if cmd is None:
                         continue
-                    result = run_child(cmd, args.timeout)
+                    result = run_child(cmd, args.timeout, interp.env(impl))
                     record: dict[str, Any] = {
                         "case": case.name,
                         "impl": impl,
@@ -1107,6 +1164,17 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     print(f"results: {args.out / 'results.json'}" + ("" if args.no_doc else f"; table: {args.doc}"))
     return 0
+
+
+def check_baseline(path: Path) -> Path:
+    """The baseline checkout, absolute; refused unless it holds the library and the child."""
+    root = path.resolve()
+    for needed in ("durable_streams/__init__.py", "tests/benchmarks/impl_ours.py"):
+        if not (root / needed).is_file():
+            raise SystemExit(f"--baseline {path}: no {needed} there")
+    if root == ROOT:
+        raise SystemExit("--baseline is this checkout: compare with another one")
+    return root
 
 
 def _absolute(program: str) -> str:

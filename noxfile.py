@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from pathlib import Path
+
 import nox
 
 nox.options.default_venv_backend = "venv"
@@ -43,6 +47,33 @@ def mocked(session: nox.Session) -> None:
     """
     session.install("-e", ".[tests]", "aiohttp>=3.13,<3.14", "aioresponses==0.7.9")
     session.run("pytest", "tests/mocked", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def wheel_smoke(session: nox.Session) -> None:
+    """The testing kit as users get it: from the built wheel, in a fresh virtual environment
+    outside the repository with only ``durable-streams-aio[testing]``, a user's test file
+    that uses the plugin's fixtures passes (the server installed into an empty cache)."""
+    work = Path(tempfile.mkdtemp(prefix="ds-wheel-smoke-"))
+    try:
+        session.run("python", "-m", "pip", "wheel", "-q", "--no-deps", ".", "-w", str(work))
+        (wheel,) = work.glob("durable_streams_aio-*.whl")
+        venv = work / "venv"
+        session.run("python", "-m", "venv", str(venv))
+        python = str(venv / "bin" / "python")
+        session.run(python, "-m", "pip", "install", "-q", f"{wheel}[testing]", external=True)
+        project = work / "project"
+        project.mkdir()
+        for name in ("test_plugin_fixtures.py", "pytest.ini"):
+            shutil.copy(Path("examples/testing_fastapi") / name, project)
+        env = {"DURABLE_STREAMS_CACHE_DIR": str(work / "cache")}
+        with session.chdir(project):
+            # The package under test is the wheel's copy, not the repository's.
+            check = "import durable_streams.testing as t; assert 'site-packages' in t.__file__"
+            session.run(python, "-c", check, external=True)
+            session.run(python, "-m", "pytest", "-q", env=env, external=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 @nox.session(python=PYTHON)

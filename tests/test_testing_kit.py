@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -460,3 +461,19 @@ def test_a_stream_factory_names_streams_safely() -> None:
     assert first.startswith("/pytest/test_x-a-b-c-")
     assert first.endswith("/my-orders-1")
     assert second.endswith("/my-orders-2")
+
+
+def test_the_fastapi_example_passes_with_only_the_plugin() -> None:
+    """examples/testing_fastapi, run as its own project (its pytest.ini), as docs show."""
+    example = Path(__file__).resolve().parent.parent / "examples" / "testing_fastapi"
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=example,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    assert re.search(r"\b9 passed\b", out), out

@@ -18,13 +18,13 @@ from ._protocol.errors import is_retryable_status, retry_after
 from ._protocol.headers import LOCATION, RESERVED_PARAMS
 from ._protocol.redact import redact_url
 from ._protocol.retry import RetryBudget
-from ._subscriptions import Subscription
 from ._transport import Body, BodyStream, Response, Transport
 
 if TYPE_CHECKING:
     import aiohttp
 
     from ._stream import Stream
+    from ._subscriptions import Subscription
 
 __all__ = ["DynamicValue", "Session", "SessionStatistics"]
 
@@ -131,6 +131,7 @@ class Session:
         self._timeout = timeout or Timeouts()
         self._limits = limits or Limits()
         self._retries = 0
+        self._wire = Wire(self)
         self._transport = Transport(
             timeouts=self._timeout,
             limits=self._limits,
@@ -225,6 +226,8 @@ class Session:
             InvalidArgumentError: an empty id, one with control characters, or a session
                 without a ``base_url``.
         """
+        from ._subscriptions import Subscription  # noqa: PLC0415 - it imports this module
+
         return Subscription(self, subscription_id)
 
     def url_for(self, url: str) -> str:
@@ -277,8 +280,7 @@ class Session:
         headers: Mapping[str, str] | None = None,
         params: Mapping[str, str] | None = None,
         body: Body = None,
-        budget: RetryBudget | None = None,
-        retries: int | None = -1,
+        budget: RetryBudget,
         live: bool = False,
         stream: bool = False,
     ) -> Response | BodyStream:
@@ -288,8 +290,6 @@ class Session:
         :class:`RedirectError`); the last transport error raises. A streamed body cannot
         be replayed and is sent once.
         """
-        if budget is None:  # TRANSITIONAL: callers still passing a retry count
-            budget = self._retry.budget(None if retries is None else max(retries, 0))
         hdrs, prms = headers or {}, params or {}
         replayable = body is None or isinstance(body, bytes)
         target, hops = url, 0
@@ -366,8 +366,7 @@ class Session:
         headers: Mapping[str, str] | None = None,
         params: Mapping[str, str] | None = None,
         body: Body = None,
-        budget: RetryBudget | None = None,
-        retries: int | None = -1,
+        budget: RetryBudget,
         live: bool = False,
     ) -> Response:
         result = await self._request(
@@ -377,11 +376,81 @@ class Session:
             params=params,
             body=body,
             budget=budget,
-            retries=retries,
             live=live,
         )
         assert isinstance(result, Response)
         return result
+
+
+class Wire:
+    """A session's requests, as the library's handles use them (package-internal).
+
+    Streams, readers, producers and subscriptions send every request through the
+    :func:`session_wire` of their session, never through its private members: one retry budget
+    per operation, redirects decided, credentials only to trusted origins.
+    """
+
+    __slots__ = ("_session",)
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """The session's current retry policy."""
+        return self._session.retry
+
+    @property
+    def limits(self) -> Limits:
+        """The session's limits on responses."""
+        return self._session.limits
+
+    def budget(self, *, live: bool = False) -> RetryBudget:
+        """A fresh budget for one operation (``live``: a live reader's) under the policy."""
+        return self._session._budget(live=live)
+
+    def once(self) -> RetryBudget:
+        """A budget of no retries: exactly one attempt."""
+        return self._session.retry.budget(0)
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+        body: Body = None,
+        budget: RetryBudget,
+        live: bool = False,
+        stream: bool = False,
+    ) -> Response | BodyStream:
+        """Send within ``budget``; with ``stream`` a 200 comes back open (see Session)."""
+        return await self._session._request(
+            method, url, headers=headers, params=params, body=body,
+            budget=budget, live=live, stream=stream,
+        )  # fmt: skip
+
+    async def fetch(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+        body: Body = None,
+        budget: RetryBudget,
+        live: bool = False,
+    ) -> Response:
+        """Send within ``budget`` and read the whole answer, whatever its status."""
+        return await self._session._fetch(
+            method, url, headers=headers, params=params, body=body, budget=budget, live=live
+        )
+
+
+def session_wire(session: Session) -> Wire:
+    """The package-internal request interface of ``session``."""
+    return session._wire
 
 
 async def _resolve(value: DynamicValue) -> str:

@@ -17,6 +17,7 @@ from ._protocol import headers as h
 from ._protocol.errors import Op, error_for
 from ._protocol.framing import DEFAULT_CONTENT_TYPE, encode_append, precheck_message
 from ._reader import LiveMode, StreamReader, check_offset
+from ._session import session_wire
 from ._transport import Response
 from ._types import AppendResult, CreateResult, StreamInfo
 
@@ -93,8 +94,8 @@ class Stream:
         if closed:
             headers[h.STREAM_CLOSED] = h.TRUE
         body = None if data is None else encode_body(data, content_type, allow_empty=True)
-        response = await self.session._fetch(
-            "PUT", self.url, headers=headers, body=body, budget=self.session._budget()
+        response = await session_wire(self.session).fetch(
+            "PUT", self.url, headers=headers, body=body, budget=session_wire(self.session).budget()
         )
         try:
             return self._created(response, Op.CREATE, fallback_type=content_type)
@@ -149,8 +150,8 @@ class Stream:
         if content_type is not None:
             _check_content_type(content_type)
             headers[h.CONTENT_TYPE] = content_type
-        response = await self.session._fetch(
-            "PUT", self.url, headers=headers, budget=self.session._budget()
+        response = await session_wire(self.session).fetch(
+            "PUT", self.url, headers=headers, budget=session_wire(self.session).budget()
         )
         return self._created(response, Op.FORK, fallback_type=content_type)
 
@@ -163,7 +164,9 @@ class Stream:
             StreamNotFoundError: no stream here.
             GoneError: the stream was deleted (forks keep its data).
         """
-        response = await self.session._fetch("HEAD", self.url, budget=self.session._budget())
+        response = await session_wire(self.session).fetch(
+            "HEAD", self.url, budget=session_wire(self.session).budget()
+        )
         if response.status != 200:
             raise error_for(response.status, response.headers, op=Op.HEAD, url=self.url)
         hdrs = response.headers
@@ -181,7 +184,9 @@ class Stream:
 
     async def exists(self) -> bool:
         """Whether a stream exists at this URL (a HEAD that answers 404 means no)."""
-        response = await self.session._fetch("HEAD", self.url, budget=self.session._budget())
+        response = await session_wire(self.session).fetch(
+            "HEAD", self.url, budget=session_wire(self.session).budget()
+        )
         if response.status == 200:
             return True
         if response.status == 404:
@@ -196,7 +201,9 @@ class Stream:
                 already deleted it).
             GoneError: already deleted while forks keep its data.
         """
-        response = await self.session._fetch("DELETE", self.url, budget=self.session._budget())
+        response = await session_wire(self.session).fetch(
+            "DELETE", self.url, budget=session_wire(self.session).budget()
+        )
         if response.status not in (200, 204):
             raise error_for(response.status, response.headers, op=Op.DELETE, url=self.url)
 
@@ -277,11 +284,11 @@ class Stream:
         if final is not _MISSING:
             result = await self.append(final, close=True)
             return result.offset
-        response = await self.session._fetch(
+        response = await session_wire(self.session).fetch(
             "POST",
             self.url,
             headers={h.STREAM_CLOSED: h.TRUE},
-            budget=self.session._budget(),
+            budget=session_wire(self.session).budget(),
         )
         hdrs = response.headers
         # A plain close of a closed stream may be answered 409 + Stream-Closed: still closed.
@@ -362,7 +369,7 @@ class Stream:
         if close:
             headers[h.STREAM_CLOSED] = h.TRUE
         retry = self.session.retry
-        response = await self.session._fetch(
+        response = await session_wire(self.session).fetch(
             "POST",
             self.url,
             headers=headers,

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from .._errors import InvalidArgumentError
 from .._protocol import headers as h
+from .._session import session_wire
 from .._transport import Response
 from . import wire
 from .records import SubscriptionConfig, SubscriptionInfo, check_relative_path
@@ -157,12 +158,12 @@ class Subscription:
         url = wire.control_url(self._root, self.id, *action)
         sent = dict(JSON_HEADERS) if body is not None else {}
         sent.update(headers or {})
-        response = await self.session._fetch(
+        response = await session_wire(self.session).fetch(
             method,
             url,
             headers=sent,
             body=body,
-            budget=budget if budget is not None else self.session._budget(),
+            budget=budget if budget is not None else session_wire(self.session).budget(),
         )
         if response.status not in ok:
             raise wire.error_for_answer(

@@ -25,6 +25,7 @@ from .._errors import (
 )
 from .._log import log
 from .._protocol.redact import redact_url
+from .._session import session_wire
 from .webhook_wire import WebhookWake, parse_wake
 from .wire import CallOp, encode_acks, error_for_answer, parse_object
 
@@ -163,12 +164,12 @@ class WebhookCallback:
         body = encode_acks(wake.wake_id, wake.generation, acks, done=done)
         async with self._lock:
             session = self._session
-            response = await session._fetch(
+            response = await session_wire(session).fetch(
                 "POST",
                 self._url,
                 headers={"authorization": f"Bearer {self._token}", "content-type": _JSON},
                 body=body,
-                budget=session._budget(),
+                budget=session_wire(session).budget(),
             )
             if response.status != 200:
                 raise error_for_answer(

@@ -22,6 +22,7 @@ from .._errors import (
 from .._log import log
 from .._protocol.errors import Op, error_for
 from .._protocol.redact import redact_url
+from .._session import session_wire
 from .webhook_wire import (
     Signature,
     WebhookWake,
@@ -237,8 +238,8 @@ class WebhookVerifier:
         self._attempted_at = time.monotonic()
         self._fetches += 1
         session, url = self._session, self._jwks_url
-        response = await session._fetch(
-            "GET", url, headers={"accept": _JWKS_ACCEPT}, budget=session._budget()
+        response = await session_wire(session).fetch(
+            "GET", url, headers={"accept": _JWKS_ACCEPT}, budget=session_wire(session).budget()
         )
         if response.status != 200:
             raise _fetch_error(response.status, response.headers, url)

@@ -1,6 +1,8 @@
 #!/usr/bin/env node
-// Runs the Durable Streams reference server (@durable-streams/server) for the
-// Python client's tests. Driven by tests/_refserver.py, usable by hand too:
+// Runs the Durable Streams reference server (@durable-streams/server) for tests.
+// Driven by durable_streams/testing/_server.py (ReferenceServer), from the copy the
+// kit installs into the user cache; usable by hand too
+// (`python -m durable_streams.testing serve ...` runs exactly this):
 //
 //   node serve.mjs [--port N] [--data-dir PATH] [--long-poll-timeout MS]
 //                  [--no-compression] [--webhooks] [--watch-stdin | --no-watch-stdin]

@@ -23,7 +23,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from aiohttp_service import make_app  # the application under test, beside this file
 
 import durable_streams as ds
-from tests._refserver import ReferenceServer
+from durable_streams.testing import ReferenceServer
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ import aiohttp
 import pytest
 
 import durable_streams as ds
-from tests._refserver import ReferenceServer
+from durable_streams.testing import ReferenceServer
 
 AWARE = datetime(2030, 1, 1, tzinfo=UTC)
 

@@ -29,7 +29,7 @@ import aiohttp
 import pytest
 
 import durable_streams as ds
-from tests._refserver import ReferenceServer
+from durable_streams.testing import ReferenceServer
 from tests.test_examples import Example, example, free_port, require, wait_http
 
 CHROMIUM_FLAGS = (

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests._refserver import ReferenceServer
+from durable_streams.testing import ReferenceServer
 
 ROOT = Path(__file__).resolve().parent.parent
 _BLOCK = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)

@@ -30,7 +30,7 @@ import pytest
 
 import durable_streams as ds
 from durable_streams import _errors
-from tests._refserver import ReferenceServer
+from durable_streams.testing import ReferenceServer
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import durable_streams as ds
-from tests._refserver import ReferenceServer
+from durable_streams.testing import ReferenceServer
 from tests.test_live import Proxy
 from tests.test_session import Follower
 

@@ -9,7 +9,7 @@ import warnings
 import pytest
 
 import durable_streams as ds
-from tests._refserver import ReferenceServer
+from durable_streams.testing import ReferenceServer
 
 JSON = "application/json"
 

@@ -16,7 +16,7 @@ import pytest
 from multidict import CIMultiDict
 
 import durable_streams as ds
-from tests._refserver import ReferenceServer
+from durable_streams.testing import ReferenceServer
 
 MAX_SAFE_INTEGER = 2**53 - 1
 

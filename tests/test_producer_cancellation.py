@@ -21,7 +21,7 @@ import anyio
 import pytest
 
 import durable_streams as ds
-from tests._refserver import ReferenceServer
+from durable_streams.testing import ReferenceServer
 
 FAST = ds.RetryPolicy(initial_delay=0.01, max_delay=0.05)
 MESSAGES = 50

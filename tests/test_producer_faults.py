@@ -17,7 +17,7 @@ from typing import Any, Self
 import pytest
 
 import durable_streams as ds
-from tests._refserver import ReferenceServer
+from durable_streams.testing import ReferenceServer
 
 
 def _path_of(stream: ds.Stream) -> str:

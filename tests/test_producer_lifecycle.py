@@ -20,7 +20,7 @@ import pytest
 import durable_streams as ds
 from durable_streams._producer import ProducerOptions
 from durable_streams._producer._options import ProducerConfig
-from tests._refserver import ReferenceServer
+from durable_streams.testing import ReferenceServer
 
 
 def _path_of(stream: ds.Stream) -> str:

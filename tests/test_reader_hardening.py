@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 
 import durable_streams as ds
-from tests._refserver import ReferenceServer
+from durable_streams.testing import ReferenceServer
 from tests.test_reader_styles import offset_of, serving
 from tests.test_session import Recorder
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import aiohttp
 
 import durable_streams as ds
-from tests._refserver import ReferenceServer
+from durable_streams.testing import ReferenceServer
 from tests.test_examples import example, free_port, read_event, require, wait_http
 
 

@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 import durable_streams as ds
-from tests._refserver import ReferenceServer
+from durable_streams.testing import ReferenceServer
 from tests.test_session import Follower, Recorder
 
 JSON = "application/json"

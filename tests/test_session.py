@@ -16,7 +16,7 @@ import pytest
 from yarl import URL
 
 import durable_streams as ds
-from tests._refserver import ReferenceServer
+from durable_streams.testing import ReferenceServer
 
 JSON = "application/json"
 

@@ -16,7 +16,7 @@ import pytest
 
 import durable_streams as ds
 from durable_streams._subscriptions import wire
-from tests._refserver import ReferenceServer
+from durable_streams.testing import ReferenceServer
 
 ROOT = "http://127.0.0.1:1/v1/stream"
 

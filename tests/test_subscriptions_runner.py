@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import pytest
 
 import durable_streams as ds
-from tests._refserver import ReferenceServer
+from durable_streams.testing import ReferenceServer
 
 T = TypeVar("T")
 DEADLINE = 15.0

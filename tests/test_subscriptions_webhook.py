@@ -32,7 +32,7 @@ from durable_streams._subscriptions.webhook_verify import (
     WebhookVerifierStatistics,
 )
 from durable_streams._subscriptions.webhook_wire import WebhookWake
-from tests._refserver import ReferenceServer
+from durable_streams.testing import ReferenceServer
 
 STREAM_ROOT = "/v1/stream"
 _WAIT = 15.0

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests._refserver import ReferenceServer
+from durable_streams.testing import ReferenceServer
 from tests.test_examples import example, require
 
 

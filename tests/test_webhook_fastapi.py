@@ -24,7 +24,7 @@ from durable_streams._subscriptions.webhook import (
 )
 from durable_streams._subscriptions.webhook_verify import WebhookVerifier
 from durable_streams._subscriptions.webhook_wire import WebhookWake
-from tests._refserver import ReferenceServer
+from durable_streams.testing import ReferenceServer
 from tests.test_subscriptions_webhook import (
     STREAM_ROOT,
     Receiver,

@@ -31,7 +31,7 @@ ROOT = HERE.parent.parent
 sys.path.insert(0, str(ROOT))  # for tests._refserver, when run as a script
 
 import durable_streams as ds  # noqa: E402
-from tests._refserver import ReferenceServer  # noqa: E402
+from durable_streams.testing import ReferenceServer  # noqa: E402
 from tests.benchmarks import bench_common as bc  # noqa: E402
 from tests.benchmarks import run  # noqa: E402
 

@@ -45,7 +45,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path.insert(0, str(ROOT))  # for tests._refserver, when run as a script
 
-from tests._refserver import SERVER_DIR, ReferenceServer  # noqa: E402
+from durable_streams.testing import ReferenceServer, install_server  # noqa: E402
 from tests.benchmarks import bench_common as bc  # noqa: E402
 
 IMPLS = ("ours", "base", "raw", "ts", "pypi")
@@ -935,7 +935,7 @@ def versions(interp: Interpreters) -> dict[str, str]:
         if len(pypi) == 3:
             info["durable-streams (PyPI)"] = f"{pypi[1]} (httpx {pypi[2]}, Python {pypi[0]})"
     ts_pkg = HERE / "ts" / "node_modules" / "@durable-streams" / "client" / "package.json"
-    server_pkg = SERVER_DIR / "node_modules" / "@durable-streams" / "server" / "package.json"
+    server_pkg = install_server() / "node_modules" / "@durable-streams" / "server" / "package.json"
     if interp.baseline is not None:
         base_commit = _capture(["git", "-C", str(interp.baseline), "rev-parse", "--short", "HEAD"])
         base_dirty = _capture(

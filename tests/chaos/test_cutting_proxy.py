@@ -27,7 +27,7 @@ import aiohttp
 import pytest
 
 import durable_streams as ds
-from tests._refserver import ReferenceServer
+from durable_streams.testing import ReferenceServer
 from tests.chaos._support import record, scaled
 from tests.test_session import Recorder
 

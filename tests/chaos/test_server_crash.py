@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 import durable_streams as ds
-from tests._refserver import ReferenceServer
+from durable_streams.testing import ReferenceServer
 from tests.chaos._support import SEED, check_sequences, record, scaled
 
 MESSAGES = scaled(20_000, 100_000)

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import durable_streams as ds
-from tests._refserver import ReferenceServer
+from durable_streams.testing import ReferenceServer
 from tests.chaos._support import SEED, record, scaled
 
 ROOT_DIR = Path(__file__).resolve().parents[2]

@@ -477,3 +477,22 @@ def test_the_fastapi_example_passes_with_only_the_plugin() -> None:
     out = result.stdout + result.stderr
     assert result.returncode == 0, out
     assert re.search(r"\b9 passed\b", out), out
+
+
+def test_the_kits_public_names() -> None:
+    """``durable_streams.testing.__all__`` changes only on purpose (and is documented)."""
+    import durable_streams.testing as kit  # noqa: PLC0415
+
+    assert kit.__all__ == [
+        "Fault",
+        "NodeNotFoundError",
+        "ReferenceServer",
+        "ReferenceServerError",
+        "SseEvent",
+        "StreamFactory",
+        "install_server",
+        "server_version",
+    ]
+    documented = (Path(__file__).resolve().parent.parent / "docs" / "testing.md").read_text()
+    missing = [n for n in kit.__all__ if f"durable_streams.testing.{n}" not in documented]
+    assert missing == []

@@ -27,12 +27,13 @@ import contextlib
 import enum
 import inspect
 import itertools
+import sys
 import threading
 import warnings
 import weakref
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from contextlib import AbstractContextManager
-from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar
+from typing import Any, Concatenate, Generic, NoReturn, ParamSpec, Protocol, TypeVar
 
 import anyio
 from anyio.from_thread import BlockingPortal, start_blocking_portal
@@ -77,19 +78,36 @@ class AsyncCloseable(Protocol):
 
 
 def refuse_in_event_loop() -> None:
-    """Raise :class:`UsageError` if this thread runs an event loop.
+    """Raise :class:`UsageError` if this thread runs an event loop (a notebook's excepted).
 
     A blocking call there would stop that loop until it returns, and in the facade's own
-    loop thread it would wait for itself forever.
+    loop thread it would wait for itself forever. A Jupyter notebook runs every cell in
+    its kernel's event loop, and a cell that blocks is what a notebook expects, so there
+    the call goes ahead.
     """
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         return
+    if _in_notebook_cell():
+        return
     raise UsageError(
         "durable_streams.sync blocks the calling thread, and this thread runs an event "
         "loop: use the async API here (durable_streams.Session, with await), or call the "
         "blocking API from another thread (for example through asyncio.to_thread)"
+    )
+
+
+def _in_notebook_cell() -> bool:
+    """Whether this is an IPython kernel's thread (Jupyter), whose loop runs the cells."""
+    ipython = sys.modules.get("IPython")
+    if ipython is None or "ipykernel" not in sys.modules:
+        return False
+    shell = ipython.get_ipython()
+    return (
+        shell is not None
+        and getattr(shell, "kernel", None) is not None
+        and threading.current_thread() is threading.main_thread()
     )
 
 
@@ -166,12 +184,16 @@ class LoopThread:
 
     # -- calls ------------------------------------------------------------------------
 
-    def run(self, make: Callable[[], Awaitable[_T]]) -> _T:
+    def run(
+        self, make: Callable[[], Awaitable[_T]], *, keep: Callable[[_T], None] | None = None
+    ) -> _T:
         """Run the coroutine ``make()`` on the loop and wait for its outcome here.
 
         Its result is returned and its exception raised in this thread (the same object).
         If the wait is interrupted (``KeyboardInterrupt``), the task is cancelled, given
-        :data:`CANCEL_GRACE` seconds to finish, and the interruption re-raised.
+        :data:`CANCEL_GRACE` seconds to finish, and the interruption re-raised. A call
+        that completed in that same instant cannot return its result: it is passed to
+        ``keep`` instead (a reader holds the message it took, to hand it out next).
 
         Raises:
             UsageError: this thread runs an event loop.
@@ -179,29 +201,42 @@ class LoopThread:
         """
         refuse_in_event_loop()
         portal = self._running_portal()
-        finished = threading.Event()
-
-        async def task() -> _T:
-            try:
-                return await make()
-            finally:
-                finished.set()
-
+        call = _Call(make)
         try:
-            future = portal.start_task_soon(task)
-        except RuntimeError as exc:
+            future = portal.start_task_soon(call.run)
+        except RuntimeError as exc:  # the portal stopped meanwhile
             raise self._closed_error(exc) from None
+        except BaseException as exc:  # noqa: BLE001 - re-raised by _interrupted
+            # Interrupted while the task was being spawned: it may run all the same.
+            self._interrupted(call, exc, keep)
         try:
             return future.result()
         except concurrent.futures.CancelledError:
             # Only close() cancels the portal's tasks.
             raise ResourceClosedError("the session was closed during this call") from None
-        except BaseException:
-            # Interrupted while waiting (a task's own error leaves the future done, and
-            # cancel() then does nothing): stop the task and let it close what it opened.
-            if future.cancel():
-                finished.wait(CANCEL_GRACE)
-            raise
+        except BaseException as exc:
+            if future.done() and not future.cancelled() and future.exception() is exc:
+                raise  # the call's own error
+            self._interrupted(call, exc, keep)
+
+    def _interrupted(
+        self, call: _Call[_T], exc: BaseException, keep: Callable[[_T], None] | None
+    ) -> NoReturn:
+        """Stop ``call`` after ``exc`` interrupted the wait for it, then re-raise ``exc``.
+
+        The task is cancelled on the loop (a reader then closes its connection and keeps
+        its position) and given :data:`CANCEL_GRACE` seconds to finish; a second Ctrl-C
+        meanwhile stops the wait. A call that completed before its cancellation reached
+        it gives its result to ``keep``.
+        """
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nothing runs
+                loop.call_soon_threadsafe(call.cancel)
+        call.finished.wait(CANCEL_GRACE)
+        if call.returned and keep is not None:
+            keep(call.value)
+        raise exc
 
     def call(self, fn: Callable[[], _T]) -> _T:
         """Run the quick, synchronous ``fn()`` on the loop thread and return its result.
@@ -357,6 +392,43 @@ def _stop_soon(portal: BlockingPortal, loop: asyncio.AbstractEventLoop) -> None:
         asyncio.run_coroutine_threadsafe(stop, loop)
     except RuntimeError:  # the loop is already closed
         stop.close()
+
+
+class _Interrupted(Exception):  # noqa: N818 - never seen: it ends a task nobody waits for
+    """The outcome of a call whose caller was interrupted and stopped waiting."""
+
+
+class _Call(Generic[_T]):
+    """One blocking call's task, with what its caller needs after an interruption."""
+
+    __slots__ = ("_cancelled", "_make", "_scope", "finished", "returned", "value")
+
+    def __init__(self, make: Callable[[], Awaitable[_T]]) -> None:
+        self._make = make
+        self.finished = threading.Event()
+        self.returned = False  # the call completed; its result is in value
+        self.value: _T
+        self._scope: anyio.CancelScope | None = None
+        self._cancelled = False  # both touched on the loop thread only
+
+    async def run(self) -> _T:
+        try:
+            with anyio.CancelScope() as scope:
+                self._scope = scope
+                if self._cancelled:  # cancelled before it began
+                    scope.cancel()
+                self.value = await self._make()
+                self.returned = True
+                return self.value
+            raise _Interrupted  # cancelled by cancel(): its caller no longer waits
+        finally:
+            self.finished.set()
+
+    def cancel(self) -> None:
+        """Cancel the call (on the loop thread), whether or not it has begun."""
+        self._cancelled = True
+        if self._scope is not None:
+            self._scope.cancel()
 
 
 def _loop_and_thread() -> tuple[asyncio.AbstractEventLoop, threading.Thread]:

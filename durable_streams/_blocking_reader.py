@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
 from . import _reader
-from ._blocking import LoopThread, Twin, twin
+from ._blocking import LoopThread, Twin, forwards_to
+from ._errors import UsageError
 from ._types import Batch
 
 if TYPE_CHECKING:
@@ -15,6 +18,16 @@ if TYPE_CHECKING:
 __all__ = ["Batches", "StreamReader"]
 
 _END: Final = object()
+
+
+@dataclass(frozen=True, slots=True)
+class _Taken:
+    """What one reading call took, and where the reader stood before it."""
+
+    value: Any
+    position: str
+    offset: str
+    style: str  # the call that took it: "next()", "batches()", "read_all()", "body()"...
 
 
 async def _next(iterator: Any) -> Any:
@@ -37,7 +50,9 @@ class StreamReader(Twin[_reader.StreamReader]):
     Use it in a ``with`` block (or call :meth:`close`) to close a live connection
     promptly; a reader dropped mid-iteration closes it too, when it is collected.
     ``KeyboardInterrupt`` (Ctrl-C) while it waits closes its connection and keeps its
-    position: iterating again carries on with nothing skipped or repeated.
+    position: iterating again carries on with nothing skipped or repeated. If a message
+    arrived in the very instant of the interrupt, the reader holds it: :attr:`position`
+    does not count it, and the next call of the same style hands it out first.
 
     One reader belongs to one thread at a time (the session it came from may be shared).
     """
@@ -45,6 +60,7 @@ class StreamReader(Twin[_reader.StreamReader]):
     def __init__(self, stream: Stream, reader: _reader.StreamReader) -> None:
         self._loop: LoopThread = stream._loop
         self._async = reader
+        self._held: _Taken | None = None  # taken by a call that Ctrl-C interrupted
         self.stream = stream
         """The stream read (a :class:`Stream`)."""
 
@@ -53,12 +69,14 @@ class StreamReader(Twin[_reader.StreamReader]):
     @property
     def position(self) -> str:
         """Where the reader stands after the last message it handed out; see the async reader."""
-        return self._loop.peek(lambda: self._async.position)
+        held = self._held
+        return held.position if held else self._loop.peek(lambda: self._async.position)
 
     @property
     def offset(self) -> str:
         """The server offset at or before :attr:`position`."""
-        return self._loop.peek(lambda: self._async.offset)
+        held = self._held
+        return held.offset if held else self._loop.peek(lambda: self._async.offset)
 
     @property
     def cursor(self) -> str | None:
@@ -100,7 +118,7 @@ class StreamReader(Twin[_reader.StreamReader]):
         return self
 
     def __next__(self) -> Any:
-        item = self._loop.run(lambda: _next(self._async))
+        item = self._take("next()", lambda: _next(self._async))
         if item is _END:
             raise StopIteration
         return item
@@ -113,9 +131,48 @@ class StreamReader(Twin[_reader.StreamReader]):
         """
         return Batches(self, self._loop.call(self._async.batches))
 
-    read_all = twin(_reader.StreamReader.read_all)
-    body = twin(_reader.StreamReader.body)
-    text = twin(_reader.StreamReader.text)
+    def read_all(self) -> list[Any]:
+        """Every message until the end, as :meth:`durable_streams.StreamReader.read_all`."""
+        items: list[Any] = self._take("read_all()", self._async.read_all)
+        return items
+
+    def body(self) -> bytes:
+        """The bytes until the end, as :meth:`durable_streams.StreamReader.body`.
+
+        Raises:
+            UsageError: the stream is a JSON stream (use :meth:`read_all`).
+        """
+        data: bytes = self._take("body()", self._async.body)
+        return data
+
+    @forwards_to(_reader.StreamReader.text)
+    def text(self, *args: Any, **kwargs: Any) -> str:
+        """:meth:`body` decoded as text (UTF-8 unless ``encoding`` says otherwise)."""
+        text: str = self._take("text()", lambda: self._async.text(*args, **kwargs))
+        return text
+
+    def _take(self, style: str, make: Callable[[], Awaitable[Any]]) -> Any:
+        """The outcome of one reading call; a value held since an interrupt comes first."""
+        held = self._held
+        if held is not None:
+            if held.style != style:
+                raise UsageError(
+                    f"Ctrl-C interrupted this reader's {held.style} just as it took data; "
+                    f"take that with {held.style} before reading another way"
+                )
+            self._held = None
+            return held.value
+        reader = self._async
+
+        async def take() -> _Taken:
+            position, offset = reader.position, reader.offset
+            return _Taken(await make(), position, offset, style)
+
+        return self._loop.run(take, keep=self._hold).value
+
+    def _hold(self, taken: _Taken) -> None:
+        if taken.value is not _END:
+            self._held = taken
 
     # -- life cycle -----------------------------------------------------------------
 
@@ -159,7 +216,7 @@ class Batches:
         return self
 
     def __next__(self) -> Batch[Any]:
-        batch = self._reader._loop.run(lambda: _next(self._batches))
+        batch = self._reader._take("batches()", lambda: _next(self._batches))
         if batch is _END:
             raise StopIteration
         assert isinstance(batch, Batch)

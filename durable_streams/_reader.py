@@ -274,7 +274,7 @@ class StreamReader:
         # A reader abandoned mid-iteration (a ``break`` without ``async with``) must not
         # keep its connection; close() is synchronous, so this is safe here.
         if self._sse is not None:
-            self._sse.body.close()
+            self._sse.close()
         if self._body is not None:
             self._body.stream.close()
 
@@ -603,7 +603,11 @@ class StreamReader:
         if isinstance(result, Response):
             raise error_for(result.status, result.headers, op=Op.READ, url=url)
         return SSEConnection(
-            result, session.limits, json=is_json(self._stream.content_type), url=url
+            result,
+            session.limits,
+            json=is_json(self._stream.content_type),
+            url=url,
+            silence=session.timeout.sse_probe,
         )
 
     async def _sse_read(self, connection: SSEConnection) -> bytes:
@@ -612,16 +616,18 @@ class StreamReader:
         After ``Timeouts.sse_probe`` without a byte, a HEAD request asks whether the
         stream still exists: a deleted stream's connection may just go silent.
         """
-        silence = self._stream.session.timeout.sse_probe
+        silence = connection.silence
+        if silence is None:
+            return await connection.body.read_chunk()
         while True:
-            if silence is None:
-                return await connection.body.read_chunk()
+            silence.start()
             try:
-                async with asyncio.timeout(silence) as quiet:
-                    return await connection.body.read_chunk()
-            except TimeoutError:
-                if not quiet.expired():
+                return await connection.body.read_chunk()
+            except asyncio.CancelledError:
+                if not silence.expired():
                     raise
+            finally:
+                silence.stop()
             await self._probe()
 
     async def _probe(self) -> None:
@@ -691,7 +697,7 @@ class StreamReader:
     def _drop_sse(self) -> None:
         connection, self._sse = self._sse, None
         if connection is not None:
-            connection.body.close()
+            connection.close()
 
 
 class _Batches:

@@ -1,11 +1,12 @@
 """One SSE connection of a reader (no I/O: the reader does the waiting).
 
-It holds the connection's parser, the data waiting for its control event, and what the
-connection achieved, which decides whether SSE works at all.
+It holds the connection's parser, the data waiting for its control event, what the
+connection achieved, which decides whether SSE works at all, and its silence timer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
@@ -19,7 +20,13 @@ if TYPE_CHECKING:
     from ._config import Limits
     from ._transport import BodyStream
 
-__all__ = ["SSE_MAX_FRUITLESS", "SSE_SHORT_CONNECTION", "SSEConnection", "SSEOverflow"]
+__all__ = [
+    "SSE_MAX_FRUITLESS",
+    "SSE_SHORT_CONNECTION",
+    "SSEConnection",
+    "SSEOverflow",
+    "SilenceTimer",
+]
 
 # An SSE connection that ends sooner than this counts as "short": being told "up to
 # date" on it is no sign that SSE works (a proxy may let only the first event through).
@@ -32,6 +39,70 @@ SSE_MAX_FRUITLESS: Final = 3
 
 class SSEOverflow(Exception):  # noqa: N818 - internal control flow, never raised to users
     """The data events waiting for their control event exceed ``Limits.max_body_bytes``."""
+
+
+class SilenceTimer:
+    """Interrupts a wait for the next chunk that lasted ``limit`` seconds, cheaply.
+
+    ``asyncio.timeout`` around every read would schedule and cancel a timer per chunk: with
+    thousands of live readers that is a heap push and a cancelled handle per delivery per
+    reader. This keeps one timer per connection and re-arms it lazily: a wait only records
+    when it began, and a timer that fires early (the wait it was armed for ended) moves
+    itself to the current wait's deadline. A wait that lasts ``limit`` is cancelled the way
+    ``asyncio.timeout`` does it (``Task.cancel``, told apart from other cancellations by
+    ``Task.uncancel``), and :meth:`expired` then says so.
+    """
+
+    __slots__ = ("_cancelling", "_fired", "_handle", "_limit", "_since", "_task")
+
+    def __init__(self, limit: float) -> None:
+        self._limit = limit
+        self._handle: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[Any] | None = None  # the task waiting, while it waits
+        self._since = 0.0
+        self._cancelling = 0
+        self._fired = False
+
+    def start(self) -> None:
+        """A wait begins (in the current task)."""
+        task = asyncio.current_task()
+        assert task is not None
+        loop = task.get_loop()
+        self._task, self._since, self._cancelling = task, loop.time(), task.cancelling()
+        if self._handle is None:
+            self._handle = loop.call_at(self._since + self._limit, self._fire)
+
+    def stop(self) -> None:
+        """The wait ended (the timer stays armed for the next one)."""
+        self._task = None
+
+    def expired(self) -> bool:
+        """After a ``CancelledError`` in the wait: whether this timer caused it (and only it)."""
+        if not self._fired:
+            return False
+        self._fired = False
+        task = asyncio.current_task()
+        assert task is not None
+        return task.uncancel() <= self._cancelling
+
+    def close(self) -> None:
+        """Disarm for good (the connection is dropped)."""
+        handle, self._handle, self._task = self._handle, None, None
+        if handle is not None:
+            handle.cancel()
+
+    def _fire(self) -> None:
+        self._handle = None
+        task = self._task
+        if task is None:
+            return  # no wait now: the next one arms a timer again
+        loop = task.get_loop()
+        deadline = self._since + self._limit
+        if loop.time() < deadline:
+            self._handle = loop.call_at(deadline, self._fire)
+            return
+        self._fired = True
+        task.cancel()
 
 
 class SSEConnection:
@@ -53,12 +124,23 @@ class SSEConnection:
         "parser",
         "pending",
         "pending_size",
+        "silence",
         "url",
     )
 
-    def __init__(self, body: BodyStream, limits: Limits, *, json: bool, url: str) -> None:
+    def __init__(
+        self,
+        body: BodyStream,
+        limits: Limits,
+        *,
+        json: bool,
+        url: str,
+        silence: float | None = None,
+    ) -> None:
         self.body = body
         self.url = url
+        # None: no probe. Else the silence after which the reader probes the stream.
+        self.silence = SilenceTimer(silence) if silence is not None else None
         self.parser = SSEParser(
             max_line=limits.max_sse_line_bytes, max_event=limits.max_sse_event_bytes
         )
@@ -70,6 +152,12 @@ class SSEConnection:
         self.opened = time.monotonic()
         self.advanced = False  # a control event moved the reader's offset
         self.current = False  # a control event said the reader is up to date
+
+    def close(self) -> None:
+        """Drop the connection and its timer. Safe to call more than once."""
+        if self.silence is not None:
+            self.silence.close()
+        self.body.close()
 
     def fruitful(self) -> bool:
         """Whether the connection made progress (see :meth:`StreamReader._sse_ended`)."""

@@ -27,6 +27,7 @@ import contextlib
 import enum
 import inspect
 import itertools
+import os
 import sys
 import threading
 import warnings
@@ -114,6 +115,7 @@ def _in_notebook_cell() -> bool:
 class _State(enum.Enum):
     IDLE = "idle"  # no thread yet: nothing was asked of the session
     RUNNING = "running"
+    FORKED = "forked"  # running in the parent of this process: its thread is not here
     CLOSED = "closed"
 
 
@@ -163,6 +165,12 @@ class LoopThread:
         with self._lock:
             if self._state is _State.CLOSED:
                 raise ResourceClosedError("this session was closed")
+            if self._state is _State.FORKED:
+                raise UsageError(
+                    "this session was used before the process forked, and its loop thread "
+                    "stayed in the parent; create (or first use) sessions after forking, "
+                    "in each worker process"
+                )
             if self._portal is None:
                 self._start()
             assert self._portal is not None
@@ -442,6 +450,16 @@ def _boxed(fn: Callable[[], _T]) -> tuple[_T]:
 
 def _drop(obj: object) -> None:
     """Nothing: the callback's arguments are released after it ran, on the loop thread."""
+
+
+def _forked() -> None:
+    # In the child only the forking thread exists: the loop threads stayed behind.
+    for loop_thread in list(_live):
+        loop_thread._state = _State.FORKED
+    _live.clear()
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 @atexit.register

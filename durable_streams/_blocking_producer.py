@@ -106,6 +106,7 @@ class IdempotentProducer(Twin[_AsyncProducer]):
     # -- life cycle -----------------------------------------------------------------
 
     start = twin(_AsyncProducer.start)
+    """Blocking :meth:`durable_streams.IdempotentProducer.start`."""
 
     def close(self) -> None:
         """Send everything buffered, wait for the answers, and stop the sender task.
@@ -157,5 +158,8 @@ class IdempotentProducer(Twin[_AsyncProducer]):
         return Receipt(self._loop, receipt)
 
     flush = twin(_AsyncProducer.flush)
+    """Blocking :meth:`durable_streams.IdempotentProducer.flush`."""
     close_stream = twin(_AsyncProducer.close_stream)
+    """Blocking :meth:`durable_streams.IdempotentProducer.close_stream`."""
     restart = twin(_AsyncProducer.restart)
+    """Blocking :meth:`durable_streams.IdempotentProducer.restart`."""

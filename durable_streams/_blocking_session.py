@@ -196,12 +196,19 @@ class Stream(Twin[_stream.Stream]):
         return f"<durable_streams.sync.Stream {self.url!r} content_type={self.content_type!r}>"
 
     create = twin(_stream.Stream.create)
+    """Blocking :meth:`durable_streams.Stream.create`."""
     head = twin(_stream.Stream.head)
+    """Blocking :meth:`durable_streams.Stream.head`."""
     exists = twin(_stream.Stream.exists)
+    """Blocking :meth:`durable_streams.Stream.exists`."""
     delete = twin(_stream.Stream.delete)
+    """Blocking :meth:`durable_streams.Stream.delete`."""
     append = twin(_stream.Stream.append)
+    """Blocking :meth:`durable_streams.Stream.append`."""
     close = twin(_stream.Stream.close)
+    """Blocking :meth:`durable_streams.Stream.close`."""
     read_all = twin(_stream.Stream.read_all)
+    """Blocking :meth:`durable_streams.Stream.read_all`."""
 
     @forwards_rest_to(_stream.Stream.fork)
     def fork(

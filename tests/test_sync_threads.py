@@ -204,3 +204,46 @@ def test_interpreter_exit_is_not_held_up_by_an_open_session(
     # The producer's buffered message was sent on the way out.
     with dss.Session(server.url) as session:
         assert session.stream(path).read_all() == [{"sent": "at exit"}]
+
+
+FORK_SCRIPT = """
+import os, sys
+import durable_streams as ds
+import durable_streams.sync as dss
+
+with dss.Session(os.environ["DURABLE_STREAMS_URL"]) as session:
+    stream = session.stream(sys.argv[1])
+    stream.create(content_type="application/json")
+    pid = os.fork()
+    if pid == 0:
+        try:
+            stream.append({"from": "child"})
+        except ds.UsageError as exc:
+            print("child refused:", exc, flush=True)
+            os._exit(0)
+        os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    stream.append({"from": "parent"})
+    print("parent appended", flush=True)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX fork")
+def test_a_session_used_before_a_fork_refuses_in_the_child(
+    server: Server, path: str, tmp_path: Path
+) -> None:
+    script = tmp_path / "fork.py"
+    script.write_text(textwrap.dedent(FORK_SCRIPT))
+    env = {**os.environ, "DURABLE_STREAMS_URL": server.url}
+    result = subprocess.run(
+        [sys.executable, str(script), path],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "child refused: this session was used before the process forked" in result.stdout
+    assert "parent appended" in result.stdout

@@ -642,21 +642,33 @@ class StreamReader:
             raise error_for(answer.status, answer.headers, op=Op.HEAD, url=url)
 
     def _sse_feed(self, connection: SSEConnection, chunk: bytes) -> DurableStreamsError | None:
-        """Take the events in ``chunk``; an objection stops at the control event it is about."""
+        """Take the events in ``chunk``; an objection stops at the control event it is about.
+
+        This runs once per delivery per live reader (the fan-out hot path): the common case,
+        an offset that moves forward with nothing to skip, is told apart with plain
+        comparisons before the judge is asked.
+        """
         try:
-            spans = connection.feed(chunk, offset=str(self._at))
+            spans = connection.feed(chunk, at=self._at)
         except LimitExceededError as exc:
             raise self._located(exc) from None
+        in_bytes = not connection.json
         for control, received in spans:
-            items, skip_left = skip_units(received, self._at.skip, in_bytes=not connection.json)
+            at = self._at
+            if at.skip:
+                items, skip_left = skip_units(received, at.skip, in_bytes=in_bytes)
+            else:
+                items, skip_left = received, 0
             meta: Batch[Any] = Batch(
                 [], control.next_offset, control.cursor, control.up_to_date, control.closed
             )
-            objection = self._objection(meta, had_data=bool(received), skip_left=skip_left)
-            if objection is not None:
-                return objection
-            self._require_cursor(meta, "SSE control event")
-            if self._accept(meta, items, skip_left=skip_left, in_bytes=not connection.json):
+            if skip_left or at.offset in SENTINELS or meta.offset <= at.offset:
+                objection = self._objection(meta, had_data=bool(received), skip_left=skip_left)
+                if objection is not None:
+                    return objection
+            if not meta.cursor and not meta.closed:
+                self._require_cursor(meta, "SSE control event")
+            if self._accept(meta, items, skip_left=skip_left, in_bytes=in_bytes):
                 connection.advanced = True
             connection.current = connection.current or meta.up_to_date
             if meta.closed:

@@ -18,6 +18,7 @@ from ._protocol.sse import Control, SSEParser, parse_control
 
 if TYPE_CHECKING:
     from ._config import Limits
+    from ._reader_queue import Position
     from ._transport import BodyStream
 
 __all__ = [
@@ -164,19 +165,22 @@ class SSEConnection:
         lasted = time.monotonic() - self.opened
         return self.advanced or (self.current and lasted >= SSE_SHORT_CONNECTION)
 
-    def feed(self, chunk: bytes, *, offset: str) -> list[tuple[Control, list[Any]]]:
+    def feed(self, chunk: bytes, *, at: Position) -> list[tuple[Control, list[Any]]]:
         """The control events ``chunk`` completes, each with the data received before it.
 
-        ``offset`` is the reader's position, for errors. Raises :class:`ParseError` on a
+        ``at`` is the reader's position, for errors. Raises :class:`ParseError` on a
         malformed body or event, :class:`LimitExceededError` past the parser's limits, and
         :class:`SSEOverflow` when the data waiting for a control event grows too large.
         """
         try:
             events = self.parser.feed(chunk)
         except UnicodeDecodeError as exc:
-            raise ParseError("SSE body is not UTF-8", offset=offset, url=self.url) from exc
-        decode = self._decoder(offset)
+            raise ParseError("SSE body is not UTF-8", offset=str(at), url=self.url) from exc
         spans: list[tuple[Control, list[Any]]] = []
+        if not events:
+            return spans
+        offset = str(at)
+        decode = self._decoder(offset)
         for event in events:
             if event.type == "data":
                 self.pending.extend(decode(event.data))

@@ -15,8 +15,10 @@ from collections.abc import Callable
 from .._errors import InvalidArgumentError
 from .._protocol.framing import (
     DEFAULT_CONTENT_TYPE,
+    GroupEncoder,
     encode_append,
     frame_messages,
+    group_encoder,
     is_json,
     message_encoder,
 )
@@ -51,6 +53,7 @@ class Accumulator:
         "buffered_bytes",
         "buffered_messages",
         "encode",
+        "encode_group",
     )
 
     def __init__(self, config: ProducerConfig) -> None:
@@ -62,6 +65,8 @@ class Accumulator:
         self._content_type = DEFAULT_CONTENT_TYPE
         self.encode: Callable[[object], bytes] = message_encoder(DEFAULT_CONTENT_TYPE)
         """Encode one message for this stream (:class:`InvalidArgumentError` if it cannot)."""
+        self.encode_group: GroupEncoder = group_encoder(DEFAULT_CONTENT_TYPE)
+        """Encode consecutive messages together (see ``framing.group_encoder``)."""
         self._framing = 0
         self._open: Batch | None = None
         self._ready: deque[Batch] = deque()
@@ -80,6 +85,7 @@ class Accumulator:
         """Frame for a stream of ``content_type`` (called once, before the first message)."""
         self._content_type = content_type
         self.encode = message_encoder(content_type)
+        self.encode_group = group_encoder(content_type)
         # A JSON body is "[" + the messages joined by "," + "]".
         self._framing = 2 if is_json(content_type) else 0
 
@@ -125,6 +131,43 @@ class Accumulator:
         batch.count += 1
         self.buffered_bytes += size
         self.buffered_messages += 1
+        return batch.receipt
+
+    def holds_group(self, size: int, count: int) -> bool:
+        """Whether one batch (and the buffer) may hold a group of ``count`` messages whole."""
+        limit = self._max_batch_items
+        return (
+            size + self._framing <= self._max_batch_bytes
+            and size <= self._max_buffer_bytes
+            and (limit is None or count <= limit)
+        )
+
+    def add_group(self, joined: bytes, count: int, size: int) -> Receipt:
+        """Buffer ``count`` encoded messages joined as in a body, in one batch.
+
+        They must fit (:meth:`holds_group`, :meth:`fits`). ``size`` is the bytes of the
+        messages themselves, without the commas between them.
+        """
+        limit = self._max_batch_items
+        batch = self._open
+        length = len(joined)
+        added = length + 1 if self._framing and batch is not None and batch.count else length
+        if batch is not None and (
+            batch.size + added > self._max_batch_bytes
+            or (limit is not None and batch.count + count > limit)
+        ):
+            self.seal()
+            batch = None
+        if batch is None:
+            batch = self._open = self._new_batch()
+            added = length
+            self._wakeup.set()
+        batch.parts.append(joined)
+        batch.size += added
+        batch.data_bytes += size
+        batch.count += count
+        self.buffered_bytes += size
+        self.buffered_messages += count
         return batch.receipt
 
     def close_body(self, final: object) -> bytes:

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import itertools
 import warnings
+from collections.abc import Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from .._errors import BufferFullError, DurableStreamsError, ResourceClosedError, UsageError
+from .._errors import (
+    BufferFullError,
+    DurableStreamsError,
+    InvalidArgumentError,
+    ResourceClosedError,
+    UsageError,
+)
 from ._accumulator import Accumulator
 from ._options import ProducerConfig, check_integer
 from ._records import ProducerAck, ProducerStatistics, Receipt, aborted
@@ -30,6 +38,8 @@ _MISSING: Any = _Missing()
 
 # append() yields to the event loop after this many appends that did not wait.
 _YIELD_EVERY = 128
+# extend() encodes and buffers this many messages at a time (and yields after each group).
+_GROUP = 128
 
 
 class ProducerState(enum.Enum):
@@ -298,6 +308,73 @@ class IdempotentProducer:
             # buffered nothing may await, so a cancelled append never sends it.
             self._since_yield = 0
             await asyncio.sleep(0)
+        while not self._room_for(len(encoded)):
+            await accumulator.wait_for_room()
+        return accumulator.add(encoded)
+
+    async def extend(self, messages: Iterable[object]) -> Receipt | None:
+        """Buffer many messages, in order; wait only while the buffer is full.
+
+        The same as awaiting :meth:`append` for each message, at a fraction of the cost
+        per message: messages are encoded and buffered in groups (on a JSON stream, Python
+        values are encoded with one call per group). Each message is as for
+        :meth:`append` and is checked the same way. ``messages`` may be any iterable,
+        a generator included; it is consumed as the buffer takes it.
+
+        Returns the :class:`Receipt` of the last message, or None if there was none.
+        Batches land in order and a failed batch fails every later one, so once it
+        settles successfully every message given here was acknowledged.
+
+        Raises:
+            InvalidArgumentError: a message cannot be sent on this stream. The messages
+                before it are buffered (and will be sent), it and the rest are not; the
+                error names its index (``messages[i]``) and ``argument`` is
+                ``"messages"``.
+            DurableStreamsError: an earlier batch failed (the producer stopped).
+            ResourceClosedError: the producer was closed, or closed the stream.
+
+        If cancelled while waiting for room, the messages taken from ``messages`` before
+        the current group (of up to 128) stay buffered and the rest are not: use
+        :meth:`append` where the exact count must be known after a cancellation.
+        """
+        if self._state is not _OPEN and self._state in _NOT_STARTED:
+            await self.start()
+        accumulator = self._accumulator
+        receipt: Receipt | None = None
+        done = 0
+        iterator = iter(messages)
+        while group := list(itertools.islice(iterator, _GROUP)):
+            try:
+                joined, size = accumulator.encode_group(group)
+            except InvalidArgumentError:
+                # Find the culprit; everything before it is buffered, as append() would.
+                for value in group:
+                    try:
+                        encoded = accumulator.encode(value)
+                    except InvalidArgumentError as exc:
+                        raise InvalidArgumentError(
+                            f"messages[{done}]: {exc.message}", argument="messages"
+                        ) from exc
+                    receipt = await self._buffer(encoded)
+                    done += 1
+                raise  # unreachable: the group failed, so one of its messages does
+            if not accumulator.holds_group(len(joined), len(group)):
+                for value in group:  # large messages: one by one, as append() would
+                    receipt = await self._buffer(accumulator.encode(value))
+                    done += 1
+                continue
+            # Yield before buffering: once a group is buffered nothing may await, so a
+            # cancelled extend() never sends a group it did not finish.
+            await asyncio.sleep(0)
+            while not self._room_for(len(joined)):
+                await accumulator.wait_for_room()
+            receipt = accumulator.add_group(joined, len(group), size)
+            done += len(group)
+        return receipt
+
+    async def _buffer(self, encoded: bytes) -> Receipt:
+        """Buffer one encoded message once there is room (append() without its yield)."""
+        accumulator = self._accumulator
         while not self._room_for(len(encoded)):
             await accumulator.wait_for_room()
         return accumulator.add(encoded)

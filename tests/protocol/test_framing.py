@@ -22,6 +22,7 @@ from durable_streams._protocol.framing import (
     encode_json_value,
     frame_json_batch,
     frame_messages,
+    group_encoder,
     is_json,
     is_text,
     media_type,
@@ -538,3 +539,50 @@ def test_any_batch_survives_framing_then_read(values: list[object]) -> None:
 def test_a_value_and_its_encoding_append_the_same_message(value: object) -> None:
     encoded = encode_json_value(value)
     assert encode_append(encoded, "application/json") == encode_append(value, "application/json")
+
+
+# -- groups: many messages encoded together (IdempotentProducer.extend) ---------------------
+
+
+GROUP_VALUES: list[object] = [
+    {"a": 1, "b": [1.5, -0.0, None, True]},
+    "x\u2028y",
+    10**30,
+    [],
+    {"k": "é"},
+    b'{"pre": "encoded"}',
+    bytearray(b"[1, 2]"),
+    0.1,
+]
+
+
+def test_a_json_group_is_its_messages_joined() -> None:
+    group = group_encoder("application/json")
+    for values in (GROUP_VALUES, GROUP_VALUES[:5], GROUP_VALUES[5:], [1]):
+        joined, size = group(list(values))
+        parts = [encode_json_message(v) for v in values]
+        assert joined == b",".join(parts)
+        assert size == sum(map(len, parts))
+        assert json.loads(b"[" + joined + b"]") == json.loads(b"[" + b",".join(parts) + b"]")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [math.nan, math.inf, "\ud800", object(), b"{bad", b"", b"1 2", {1j: 2}],
+    ids=["nan", "inf", "surrogate", "object", "bad-bytes", "empty", "two", "complex-key"],
+)
+def test_a_json_group_refuses_what_one_message_refuses(bad: object) -> None:
+    with pytest.raises(ds.InvalidArgumentError):
+        encode_json_message(bad)
+    for values in ([bad], [1, bad], [b"1", bad, 2]):
+        with pytest.raises(ds.InvalidArgumentError) as caught:
+            group_encoder("application/json")(values)
+        assert not isinstance(caught.value, UnicodeError)
+
+
+def test_a_byte_group_is_its_messages_end_to_end() -> None:
+    group = group_encoder("text/plain")
+    assert group([b"ab", "cd", bytearray(b"e"), memoryview(b"f")]) == (b"abcdef", 6)
+    for bad in (b"", 5, "\udfff"):
+        with pytest.raises(ds.InvalidArgumentError):
+            group([b"a", bad])

@@ -1,0 +1,136 @@
+"""The fast check of pre-encoded JSON (the ``fast`` extra) accepts only what the standard
+parser accepts, so ``check_json_bytes`` judges every input as it does without the extra.
+
+Correctness only, no timing; skipped where msgspec is not installed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import durable_streams as ds
+from durable_streams._protocol import _fastjson
+from durable_streams._protocol.framing import check_json_bytes
+
+pytest.importorskip("msgspec")
+
+
+def _standard_accepts(data: bytes) -> bool:
+    """The reference: the library's check without the fast path."""
+
+    def refuse(name: str) -> None:
+        raise ValueError(name)
+
+    try:
+        json.JSONDecoder(parse_constant=refuse).decode(data.decode())
+    except (ValueError, RecursionError):
+        return False
+    return True
+
+
+CORPUS: list[bytes] = [
+    b"1",
+    b"-0",
+    b"1e400",
+    b"-1.5E-7",
+    b" [ 3 , 4 ] ",
+    b'{"a": [1, {"b": null}]}',
+    b'{"a":1,"a":2}',
+    b'"\\u00e9\\ud83d\\ude00"',
+    '"é😀"'.encode(),
+    b"123456789012345678901234567890",
+    b"-18446744073709551616",
+    b'"\\ud800"',  # a lone surrogate escape: the standard parser takes it
+    b"[" * 500 + b"]" * 500,
+    # refused
+    b"NaN",
+    b"[NaN]",
+    b"Infinity",
+    b"-Infinity",
+    b"01",
+    b"1.",
+    b".5",
+    b"+1",
+    b"1 2",
+    b"[1,]",
+    b"{'a': 1}",
+    b'{"a" 1}',
+    b'"\x01"',
+    b'"\xff"',
+    b'"\xed\xa0\x80"',  # an encoded surrogate: not UTF-8
+    b"\xef\xbb\xbf1",  # a byte order mark
+    b"tru",
+    b"nul",
+    b"  ",
+    b"[" * 5000 + b"]" * 5000,
+    b"1" * (sys.get_int_max_str_digits() + 1),  # too long for the standard int()
+    b"[" + b"1" * (sys.get_int_max_str_digits() + 1) + b".5]",  # a float: fine
+]
+
+
+@pytest.mark.parametrize("data", CORPUS, ids=range(len(CORPUS)))
+def test_the_fast_check_accepts_only_what_the_standard_one_does(data: bytes) -> None:
+    standard = _standard_accepts(data)
+    if _fastjson.fast_valid(data):
+        assert standard
+    try:
+        assert check_json_bytes(data) == data
+    except ds.InvalidArgumentError:
+        assert not standard
+    else:
+        assert standard
+
+
+JSON_TEXT = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+).map(lambda value: json.dumps(value, ensure_ascii=False).encode())
+
+
+@settings(max_examples=300, deadline=None)
+@given(JSON_TEXT, st.data())
+def test_mutated_json_is_judged_the_same(data: bytes, draw: st.DataObject) -> None:
+    """Valid JSON, then a byte changed, dropped or inserted: both checks agree."""
+    mutated = bytearray(data)
+    if mutated:
+        where = draw.draw(st.integers(0, len(mutated) - 1))
+        action = draw.draw(st.sampled_from(["replace", "drop", "insert", "keep"]))
+        byte = draw.draw(st.sampled_from(list(b'{}[]",:\\ 0-.eEnNtf\x00\xff\xc3u')))
+        if action == "replace":
+            mutated[where] = byte
+        elif action == "drop":
+            del mutated[where]
+        elif action == "insert":
+            mutated.insert(where, byte)
+    candidate = bytes(mutated)
+    standard = _standard_accepts(candidate)
+    if _fastjson.fast_valid(candidate):
+        assert standard, candidate
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=40))
+def test_arbitrary_bytes_are_judged_the_same(data: bytes) -> None:
+    if _fastjson.fast_valid(data):
+        assert _standard_accepts(data), data
+
+
+def test_nan_and_big_integers_are_never_floats() -> None:
+    # The bytes are sent as they are: nothing is converted, NaN is refused.
+    big = str(2**80).encode()
+    assert check_json_bytes(big) is big
+    for bad in (b"NaN", b"[1, Infinity]"):
+        with pytest.raises(ds.InvalidArgumentError):
+            check_json_bytes(bad)
+    assert not math.isnan(float(json.loads(big)))
+
+
+def test_the_extra_is_in_use() -> None:
+    assert _fastjson.FAST_VALIDATOR == "msgspec"

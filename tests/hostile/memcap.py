@@ -9,7 +9,9 @@ The snippet is Python source that defines ``async def main() -> dict``; it runs 
 ``URL`` (the server's URL), ``ARGS`` (a JSON-decoded dict), ``ds`` (``durable_streams``)
 and ``describe(exc)`` (an exception as a JSON-able dict) in scope. The child prints one
 report: what ``main()`` returned (or ``{"error": describe(exc)}`` if it raised), plus
-``peak_rss`` in bytes (``ru_maxrss`` at the end).
+``peak_rss`` in bytes: ``VmHWM`` of ``/proc/self/status`` at the end. (Not
+``ru_maxrss``: Linux carries a process's high-water mark across ``fork`` and ``exec``,
+so a child of a large test run would report its parent's peak.)
 """
 
 from __future__ import annotations
@@ -56,7 +58,15 @@ try:
     _report = asyncio.run(main())
 except BaseException as _exc:
     _report = {"error": describe(_exc)}
-_report["peak_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+def _peak_rss():
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+_report["peak_rss"] = _peak_rss()
 sys.stdout.write("\\n" + MARK + json.dumps(_report) + "\\n")
 """.replace("MARK", repr(_MARK))
 

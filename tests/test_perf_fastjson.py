@@ -1,14 +1,19 @@
-"""The fast check of pre-encoded JSON (the ``fast`` extra) accepts only what the standard
-parser accepts, so ``check_json_bytes`` judges every input as it does without the extra.
+"""The ``fast`` extra changes no outcome: the check of pre-encoded JSON (msgspec) accepts
+only what the standard parser accepts, and groups of values encoded by orjson mean what
+the standard encoder's output means, refusing what it refuses (enums and UUIDs aside).
 
-Correctness only, no timing; skipped where msgspec is not installed.
+Correctness only, no timing; skipped where msgspec (or orjson) is not installed.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
+import enum
 import json
 import math
 import sys
+import uuid
 
 import pytest
 from hypothesis import given, settings
@@ -16,7 +21,7 @@ from hypothesis import strategies as st
 
 import durable_streams as ds
 from durable_streams._protocol import _fastjson
-from durable_streams._protocol.framing import check_json_bytes
+from durable_streams._protocol.framing import check_json_bytes, group_encoder
 
 pytest.importorskip("msgspec")
 
@@ -134,3 +139,86 @@ def test_nan_and_big_integers_are_never_floats() -> None:
 
 def test_the_extra_is_in_use() -> None:
     assert _fastjson.FAST_VALIDATOR == "msgspec"
+
+
+# -- encoding groups of Python values with orjson ------------------------------------------
+
+
+class _Str(str):
+    pass
+
+
+class _Int(int):
+    pass
+
+
+@dataclasses.dataclass
+class _Point:
+    x: int
+
+
+ENCODE_CASES: list[object] = [
+    None,
+    {"a": None},
+    [1, None, 2],
+    math.nan,
+    [1.0, math.inf],
+    {"x": -math.inf},
+    2**64,
+    -(2**63) - 1,
+    2**63,
+    {1: "int key"},
+    {True: "bool key"},
+    {None: "none key"},
+    {1.5: "float key"},
+    _Str("sub"),
+    {"n": _Int(5)},
+    "\ud800",
+    {"k": "\udfff"},
+    datetime.datetime(2020, 1, 1),
+    _Point(1),
+    b"bytes",
+    {1, 2},
+    (1, 2),
+    1e16,
+    -0.0,
+    "é\u2028😀",
+    {"deep": [[[[[]]]]]},
+]
+
+
+def _standard_encoding(values: list[object]) -> bytes | None:
+    try:
+        return json.dumps(
+            values, allow_nan=False, separators=(",", ":"), ensure_ascii=False
+        ).encode()
+    except (TypeError, ValueError):
+        return None
+
+
+@pytest.mark.parametrize("value", ENCODE_CASES, ids=range(len(ENCODE_CASES)))
+def test_a_group_with_orjson_means_what_the_standard_encoding_means(value: object) -> None:
+    pytest.importorskip("orjson")
+    assert _fastjson.FAST_ENCODER == "orjson"
+    for values in ([value], [1, value, "x"], [value] * 3):
+        standard = _standard_encoding(values)
+        try:
+            joined, size = group_encoder("application/json")(values)
+        except ds.InvalidArgumentError:
+            assert standard is None, values
+            continue
+        assert standard is not None, values
+        assert json.loads(b"[" + joined + b"]") == json.loads(standard)
+        assert size == len(joined) - len(values) + 1
+
+
+def test_orjson_takes_enums_and_uuids_the_standard_encoder_refuses() -> None:
+    pytest.importorskip("orjson")
+
+    class Colour(enum.Enum):
+        RED = "red"
+
+    assert _standard_encoding([Colour.RED]) is None
+    ident = uuid.UUID(int=1)
+    joined, _ = group_encoder("application/json")([Colour.RED, ident])
+    assert json.loads(b"[" + joined + b"]") == ["red", str(ident)]

@@ -1,8 +1,9 @@
-"""Optional fast JSON checks (the ``fast`` extra: ``msgspec``); a pure fallback without it.
+"""Optional fast JSON (the ``fast`` extra: ``msgspec`` and ``orjson``); pure fallbacks.
 
-Only one job is taken from ``msgspec``: deciding that already-encoded bytes are one valid
-JSON value without building Python objects from them (``msgspec.Raw`` skips over the
-value; about a tenth of the cost of ``json.loads`` for a 100-byte message). It is used
+**Checking pre-encoded messages.** One job is taken from ``msgspec``: deciding that
+already-encoded bytes are one valid JSON value without building Python objects from them
+(``msgspec.Raw`` skips over the value: a fifth of the cost of ``json.loads`` for a
+100-byte message). It is used
 only to *accept*: anything it refuses is judged again by the standard parser, which stays
 the reference, so the fast check can never refuse what the standard check accepts. What
 it accepts, the standard check accepts too, with the guards below:
@@ -19,6 +20,21 @@ Nesting deeper than the interpreter's recursion limit is refused by both; the st
 parser's limit shrinks with the depth of the calling stack, ``msgspec``'s does not, so a
 deeply nested message may be accepted here where ``json.loads`` deep in a call stack
 would fail.
+
+**Encoding Python values.** ``orjson`` encodes; the standard encoder stays the reference
+and encodes whatever ``orjson`` refuses or might get wrong:
+
+- ``orjson`` writes NaN and Infinity as ``null``: output that contains ``null`` at all is
+  encoded again by the standard encoder, which refuses NaN (and writes real ``None`` as
+  ``null`` itself);
+- integers beyond 64 bits, keys that are not ``str``, lone surrogates: ``orjson`` refuses
+  them, the standard encoder decides (it encodes the integers exactly);
+- subclasses of ``str``, ``int``, ``float``, ``dict`` and ``list``, dataclasses and
+  datetimes are passed through to a ``default`` that refuses, so the standard encoder
+  decides (it takes the subclasses, refuses the rest).
+
+One difference remains: ``orjson`` encodes ``enum.Enum`` members (as their value) and
+``uuid.UUID`` values (as their string), which the standard encoder refuses.
 """
 
 from __future__ import annotations
@@ -30,7 +46,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["FAST_VALIDATOR", "fast_valid"]
+__all__ = ["FAST_ENCODER", "FAST_VALIDATOR", "fast_encode", "fast_valid"]
 
 
 def _raw_decoder() -> tuple[Callable[[bytes], Any] | None, tuple[type[BaseException], ...]]:
@@ -49,6 +65,9 @@ FAST_VALIDATOR = "msgspec" if _decode is not None else None
 """The name of the fast validator in use, or None (the standard parser alone)."""
 
 
+_MIN_DIGIT_LIMIT = 640  # sys.set_int_max_str_digits refuses smaller limits (except 0)
+
+
 @functools.lru_cache(maxsize=4)
 def _digit_run(limit: int) -> re.Pattern[bytes]:
     return re.compile(rb"[0-9]{%d}" % (limit + 1))
@@ -65,7 +84,8 @@ def fast_valid(data: bytes) -> bool:
         _decode(data)
     except _DECODE_ERRORS:
         return False
-    limit = sys.get_int_max_str_digits()
+    # The limit is 0 (none) or at least 640 digits, so shorter data cannot reach it.
+    limit = sys.get_int_max_str_digits() if len(data) > _MIN_DIGIT_LIMIT else 0
     if limit and len(data) > limit and _digit_run(limit).search(data):
         return False  # an integer the standard parser may refuse to convert
     if data.isascii():
@@ -75,3 +95,45 @@ def fast_valid(data: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return True
+
+
+def _dumps() -> Callable[[object], bytes] | None:
+    try:  # optional, and untyped here
+        orjson: Any = importlib.import_module("orjson")
+    except ImportError:
+        return None
+    option = (
+        orjson.OPT_PASSTHROUGH_DATACLASS
+        | orjson.OPT_PASSTHROUGH_DATETIME
+        | orjson.OPT_PASSTHROUGH_SUBCLASS
+    )
+    dumps = orjson.dumps
+    error = orjson.JSONEncodeError
+
+    def refuse(value: object) -> Any:
+        raise TypeError  # let the standard encoder decide
+
+    def encode(value: object) -> bytes:
+        try:
+            out: bytes = dumps(value, default=refuse, option=option)
+        except (error, TypeError, ValueError, RecursionError):
+            return b""
+        return b"" if b"null" in out else out
+
+    return encode
+
+
+_encode = _dumps()
+
+FAST_ENCODER = "orjson" if _encode is not None else None
+"""The name of the fast encoder in use, or None (the standard encoder alone)."""
+
+
+def fast_encode(value: object) -> bytes | None:
+    """``value`` (a list too) as compact JSON, or None: "ask the standard encoder".
+
+    Never raises.
+    """
+    if _encode is None:
+        return None
+    return _encode(value) or None

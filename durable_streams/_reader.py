@@ -36,6 +36,7 @@ from ._reader_queue import (
     skip_units,
 )
 from ._reader_sse import SSE_MAX_FRUITLESS, SSEConnection, SSEOverflow
+from ._session import session_wire
 from ._transport import BodyStream, Response
 from ._types import Batch
 
@@ -464,7 +465,7 @@ class StreamReader:
         if live:
             params[h.PARAM_LIVE] = "long-poll"
         session, url = self._stream.session, self._stream.url
-        result = await session._request(
+        result = await session_wire(session).request(
             "GET", url, params=params, budget=self._budget, live=live, stream=True
         )
         self._status = result.status
@@ -591,12 +592,12 @@ class StreamReader:
 
     async def _sse_open(self) -> SSEConnection:
         if self._stream.content_type is None:
-            await self._stream._known_content_type()  # how to decode data events
+            await self._stream.resolve_content_type()  # how to decode data events
         params = {h.PARAM_OFFSET: self._at.offset, h.PARAM_LIVE: "sse"}
         if self._cursor is not None:
             params[h.PARAM_CURSOR] = self._cursor
         session, url = self._stream.session, self._stream.url
-        result = await session._request(
+        result = await session_wire(session).request(
             "GET", url, params=params, budget=self._budget, live=True, stream=True
         )
         self._status = result.status
@@ -633,7 +634,8 @@ class StreamReader:
     async def _probe(self) -> None:
         session, url = self._stream.session, self._stream.url
         try:
-            answer = await session._fetch("HEAD", url, budget=session.retry.budget(0))
+            wire = session_wire(session)
+            answer = await wire.fetch("HEAD", url, budget=wire.once())
         except TransportError as exc:
             # The connection's own fate will tell whether the server is gone.
             log.debug("probe of %s failed (%s)", redact_url(url), exc)

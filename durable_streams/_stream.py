@@ -241,7 +241,7 @@ class Stream:
             raise InvalidArgumentError(f"close must be a bool, got {close!r}", argument="close")
         if self.content_type is None:
             _precheck(data)  # before the HEAD: bad input sends nothing at all
-        content_type = await self._known_content_type()
+        content_type = await self.resolve_content_type()
         body = encode_body(data, content_type, allow_empty=False)
         return await self._post(body, content_type=content_type, seq=seq, close=close)
 
@@ -263,7 +263,7 @@ class Stream:
             raise InvalidArgumentError(
                 "chunks must be an async iterable of bytes", argument="chunks"
             )
-        content_type = await self._known_content_type()
+        content_type = await self.resolve_content_type()
         return await self._post(
             _checked_chunks(chunks), content_type=content_type, seq=seq, close=close
         )
@@ -345,7 +345,15 @@ class Stream:
 
     # -- internals --------------------------------------------------------------------
 
-    async def _known_content_type(self) -> str:
+    async def resolve_content_type(self) -> str:
+        """The stream's content type: the one the handle knows, else learned by one HEAD.
+
+        Appends and SSE reads need it to frame and decode messages; they call this, so
+        the HEAD happens at most once per handle.
+
+        Raises:
+            StreamNotFoundError: no stream here (when a HEAD was needed).
+        """
         if self.content_type is None:
             info = await self.head()
             self.content_type = info.content_type or DEFAULT_CONTENT_TYPE

@@ -18,6 +18,7 @@ import durable_streams as ds
 from durable_streams._producer._accumulator import Accumulator
 from durable_streams._producer._records import Receipt
 from durable_streams._producer._sender import Sender
+from durable_streams._protocol.retry import RetryBudget
 
 JSON = "application/json"
 
@@ -44,7 +45,10 @@ Script = Callable[[Sent], Awaitable[Answer]]
 
 
 class FakeSession:
-    """Records each POST and answers it with ``script`` (a single attempt each)."""
+    """Records each POST and answers it with ``script`` (a single attempt each).
+
+    It stands in for both the session and its package-internal request interface.
+    """
 
     def __init__(self, script: Script, *, max_retries: int = 3) -> None:
         self.retry = ds.RetryPolicy(max_retries=max_retries, initial_delay=0.001, max_delay=0.002)
@@ -52,8 +56,12 @@ class FakeSession:
         self.in_flight = 0
         self.max_in_flight = 0
         self._script = script
+        self._wire = self  # what session_wire(session) returns
 
-    async def _fetch(
+    def once(self) -> RetryBudget:
+        return self.retry.budget(0)
+
+    async def fetch(
         self, method: str, url: str, *, headers: Mapping[str, str], body: bytes, **_: object
     ) -> Answer:
         assert method == "POST"

@@ -1,13 +1,15 @@
-"""The producer's only contact with the handles' internals, kept in one place.
+"""The producer's contact with its stream and session, kept in one place.
 
-Two calls reach into :class:`Stream` and :class:`Session`: learning the stream's content
-type and sending one request. They move to the package's internal interface when it exists.
+Two calls: learning the stream's content type (``Stream.resolve_content_type``) and
+sending one request through the session's package-internal interface (``session_wire``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
+
+from .._session import session_wire
 
 if TYPE_CHECKING:
     from .._stream import Stream
@@ -18,7 +20,7 @@ __all__ = ["known_content_type", "post_once"]
 
 async def known_content_type(stream: Stream) -> str:
     """The stream's content type, with one HEAD if the handle does not know it yet."""
-    return await stream._known_content_type()
+    return await stream.resolve_content_type()
 
 
 async def post_once(stream: Stream, headers: Mapping[str, str], body: bytes) -> Response:
@@ -27,7 +29,5 @@ async def post_once(stream: Stream, headers: Mapping[str, str], body: bytes) -> 
     The producer owns the retries of its batches: a budget per batch, around its gap
     waits and claims.
     """
-    session = stream.session
-    return await session._fetch(
-        "POST", stream.url, headers=headers, body=body, budget=session.retry.budget(0)
-    )
+    wire = session_wire(stream.session)
+    return await wire.fetch("POST", stream.url, headers=headers, body=body, budget=wire.once())

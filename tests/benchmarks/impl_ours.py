@@ -1,16 +1,28 @@
 """Benchmark child: our client (``durable_streams``, this repository), public API only.
 
-Run by ``run.py`` as ``python impl_ours.py '<spec JSON>'``; see ``bench_common``.
+Run by ``run.py`` as ``python impl_ours.py '<spec JSON>'``; see ``bench_common``. Spec
+keys of its own: ``api`` (``"extend"``, the default, or ``"append"``: one awaited
+``append`` per message), ``no_fast`` (hide the ``fast`` extra's msgspec and orjson, so
+the standard ``json`` module does everything) and ``loop`` (``"uvloop"``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
+import json
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import durable_streams as ds
+_SPEC: dict[str, Any] = json.loads(sys.argv[1]) if len(sys.argv) == 2 else {}
+if _SPEC.get("no_fast"):
+    # A None entry makes "import msgspec" fail: the library then takes its pure path.
+    sys.modules["msgspec"] = None  # type: ignore[assignment]
+    sys.modules["orjson"] = None  # type: ignore[assignment]
+
+import durable_streams as ds  # noqa: E402
 
 if TYPE_CHECKING:  # the children run as scripts, with this folder on sys.path
     from tests.benchmarks import bench_common as bc
@@ -25,23 +37,44 @@ PRODUCER_ID = "bench-ours"
 # -- producer -------------------------------------------------------------------------
 
 
-async def _produce(session: ds.Session, url: str, values: list[Any], content_type: str) -> None:
+async def _produce(
+    session: ds.Session, url: str, values: list[Any], content_type: str, api: str = "append"
+) -> None:
     stream = session.stream(url, content_type=content_type)
     async with stream.producer(PRODUCER_ID) as producer:
-        for value in values:
-            await producer.append(value)
+        if api == "extend":
+            await producer.extend(values)
+        else:
+            for value in values:
+                await producer.append(value)
+
+
+async def _produce_timed(spec: bc.Spec, warm: list[Any], values: list[Any]) -> bc.Result:
+    api = spec.get("api", "extend")
+    async with ds.Session() as session:
+        await _produce(session, spec["warmup_url"], warm, JSON, api)
+        timer = bc.Timer()
+        timer.start()
+        await _produce(session, spec["url"], values, JSON, api)
+        timer.stop()
+    return {"wall_s": timer.wall, "cpu_s": timer.cpu, "messages": len(values)}
 
 
 async def produce_json(spec: bc.Spec) -> bc.Result:
+    """Python values: encoding them is timed."""
     warm = [bc.message(i) for i in range(spec["warmup_n"])]
     values = [bc.message(i) for i in range(spec["n"])]
-    async with ds.Session() as session:
-        await _produce(session, spec["warmup_url"], warm, JSON)
-        timer = bc.Timer()
-        timer.start()
-        await _produce(session, spec["url"], values, JSON)
-        timer.stop()
-    return {"wall_s": timer.wall, "cpu_s": timer.cpu, "messages": len(values)}
+    return await _produce_timed(spec, warm, values)
+
+
+def _encoded(n: int) -> list[bytes]:
+    encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+    return [encode(bc.message(i)).encode() for i in range(n)]
+
+
+async def produce_encoded(spec: bc.Spec) -> bc.Result:
+    """Pre-encoded input: one ``bytes`` per message, made before the clock starts."""
+    return await _produce_timed(spec, _encoded(spec["warmup_n"]), _encoded(spec["n"]))
 
 
 def _blobs(spec: bc.Spec, n: int) -> list[bytes]:
@@ -137,7 +170,9 @@ async def latency(spec: bc.Spec) -> bc.Result:
 async def fanout(spec: bc.Spec) -> bc.Result:
     n = spec["readers"]
     tally = bc.FanOut(n, spec["appends"])
-    async with ds.Session() as session:
+    # Every live reader holds a connection: the pool must have one for each, and a few
+    # for the appends (the default, 4096, is enough for 1,000 readers).
+    async with ds.Session(max_connections=max(4096, n + 64)) as session:
         stream = session.stream(spec["url"], content_type=JSON)
         await stream.head()  # open the pool before the baseline
         base = bc.settled_rss()
@@ -197,6 +232,7 @@ async def stalled(spec: bc.Spec) -> bc.Result:
 
 HANDLERS = {
     "produce_json": produce_json,
+    "produce_encoded": produce_encoded,
     "produce_bytes": produce_bytes,
     "catchup_json": catchup_json,
     "catchup_bytes": catchup_bytes,
@@ -206,5 +242,12 @@ HANDLERS = {
     "stalled": stalled,
 }
 
+
+def _runner() -> Any:
+    if _SPEC.get("loop") == "uvloop":  # only for the uvloop comparison; untyped here
+        return importlib.import_module("uvloop").run
+    return asyncio.run
+
+
 if __name__ == "__main__":
-    bc.run_main(HANDLERS, asyncio.run)
+    bc.run_main(HANDLERS, _runner())

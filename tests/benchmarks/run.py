@@ -5,7 +5,11 @@ every workload for every implementation, interleaved (case 1: A B C D, case 2: A
 ... and again for each round, the order of A B C D rotating per round), each run in a
 fresh child process:
 
-- ``ours``: this repository's client (``impl_ours.py``);
+- ``ours``: this repository's client (``impl_ours.py``), with the ``fast`` extra if it is
+  installed (``nox -s bench`` installs it);
+- ``std``: the same, the ``fast`` extra hidden (the standard ``json`` module only), for the
+  workloads the extra can change (the producer's);
+- ``uvloop`` (not run by default): ours on uvloop's event loop;
 - ``raw``: minimal aiohttp with pre-encoded bodies, the ceiling (``impl_raw.py``);
 - ``ts``: the official TypeScript client with its IdempotentProducer (``ts_bench.mjs``);
 - ``pypi``: the official Python client from PyPI, in its own venv (``impl_pypi.py``);
@@ -48,10 +52,13 @@ sys.path.insert(0, str(ROOT))  # for tests._refserver, when run as a script
 from durable_streams.testing import ReferenceServer, install_server  # noqa: E402
 from tests.benchmarks import bench_common as bc  # noqa: E402
 
-IMPLS = ("ours", "base", "raw", "ts", "pypi")
-DEFAULT_IMPLS = ("ours", "raw", "ts", "pypi")  # base needs --baseline
+IMPLS = ("ours", "std", "uvloop", "base", "raw", "ts", "pypi")
+DEFAULT_IMPLS = ("ours", "std", "raw", "ts", "pypi")  # base needs --baseline
+OURS_VARIANTS = ("ours", "std", "uvloop")  # impl_ours.py, with spec keys of their own
 LABELS = {
     "ours": "ours (aiohttp)",
+    "std": "ours, standard json",
+    "uvloop": "ours on uvloop",
     "base": "ours before (baseline)",
     "raw": "raw limit",
     "ts": "official TS",
@@ -65,21 +72,27 @@ _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 SIZES: dict[str, dict[str, Any]] = {
     "full": {
         "produce_json": {"n": 100_000, "warmup_n": 10_000},
+        "produce_encoded": {"n": 100_000, "warmup_n": 10_000},
+        "produce_append": {"n": 100_000, "warmup_n": 10_000},
         "produce_bytes": {"n": 50, "warmup_n": 5},
         "catchup_json": {"n": 100_000, "warmup_n": 10_000},
         "catchup_bytes": {"mib": 256, "warmup_mib": 16},
         "latency": {"samples": 500, "warmup": 20, "gap_ms": 5, "timeout_s": 10},
         "fanout": {"readers": 1000, "appends": 10, "gap_ms": 500, "timeout_s": 10},
+        "fanout_10k": {"readers": 10_000, "appends": 10, "gap_ms": 1000, "timeout_s": 20},
         "memory_read": {"mib": 1024},
         "stalled": {"total_mib": 64, "message_bytes": 1024, "buffer_mib": 8, "stall_s": 2.0},
     },
     "quick": {
         "produce_json": {"n": 20_000, "warmup_n": 2_000},
+        "produce_encoded": {"n": 20_000, "warmup_n": 2_000},
+        "produce_append": {"n": 20_000, "warmup_n": 2_000},
         "produce_bytes": {"n": 10, "warmup_n": 2},
         "catchup_json": {"n": 20_000, "warmup_n": 2_000},
         "catchup_bytes": {"mib": 32, "warmup_mib": 4},
         "latency": {"samples": 100, "warmup": 10, "gap_ms": 5, "timeout_s": 10},
         "fanout": {"readers": 200, "appends": 5, "gap_ms": 300, "timeout_s": 10},
+        "fanout_10k": {"readers": 2_000, "appends": 5, "gap_ms": 500, "timeout_s": 10},
         "memory_read": {"mib": 128},
         "stalled": {"total_mib": 16, "message_bytes": 1024, "buffer_mib": 4, "stall_s": 1.5},
     },
@@ -172,6 +185,10 @@ class Case:
     verify: Callable[[dict[str, Any], dict[str, Any]], str | None] = lambda spec, res: None
     cleanup: Callable[[Ctx, dict[str, Any]], None] = lambda ctx, spec: None
     extra: list[tuple[str, str]] = field(default_factory=list)  # (metric, label) also shown
+    only: tuple[str, ...] | None = None  # the implementations that run it (None: all but std)
+
+    def runs(self, impl: str) -> bool:
+        return impl in self.only if self.only is not None else impl != "std"
 
 
 def _verify_json(spec: dict[str, Any], result: dict[str, Any]) -> str | None:
@@ -201,14 +218,17 @@ def _drop(*keys: str) -> Callable[[Ctx, dict[str, Any]], None]:
     return cleanup
 
 
-def _produce_json(ctx: Ctx) -> dict[str, Any]:
-    s = ctx.sizes["produce_json"]
-    return {
-        "workload": "produce_json",
-        "url": ctx.fresh("produce-json", JSON),
-        "warmup_url": ctx.fresh("produce-json-warm", JSON),
-        **s,
-    }
+def _producer(workload: str, sizes: str, **extra: Any) -> Callable[[Ctx], dict[str, Any]]:
+    def prepare(ctx: Ctx) -> dict[str, Any]:
+        return {
+            "workload": workload,
+            "url": ctx.fresh(sizes.replace("_", "-"), JSON),
+            "warmup_url": ctx.fresh(sizes.replace("_", "-") + "-warm", JSON),
+            **ctx.sizes[sizes],
+            **extra,
+        }
+
+    return prepare
 
 
 def _produce_bytes(ctx: Ctx) -> dict[str, Any]:
@@ -252,13 +272,13 @@ def _latency(mode: str) -> Callable[[Ctx], dict[str, Any]]:
     return prepare
 
 
-def _fanout(mode: str) -> Callable[[Ctx], dict[str, Any]]:
+def _fanout(mode: str, sizes: str = "fanout") -> Callable[[Ctx], dict[str, Any]]:
     def prepare(ctx: Ctx) -> dict[str, Any]:
         return {
             "workload": "fanout",
             "mode": mode,
             "url": ctx.fresh(f"fanout-{mode}", JSON),
-            **ctx.sizes["fanout"],
+            **ctx.sizes[sizes],
         }
 
     return prepare
@@ -343,18 +363,46 @@ def _stall(spec: dict[str, Any], r: dict[str, Any]) -> dict[str, float]:
     }
 
 
+PRODUCERS = ("ours", "std", "uvloop", "raw", "ts")
 CASES: list[Case] = [
     Case(
         "produce_json",
-        "producer: ~100-byte JSON messages",
+        "producer: JSON values (extend)",
         "produce_json",
         "msgs_per_s",
         "msg/s",
         True,
-        _produce_json,
+        _producer("produce_json", "produce_json"),
         _rate_msgs,
         _verify_json,
         _drop("url", "warmup_url"),
+        only=(*PRODUCERS, "pypi"),
+    ),
+    Case(
+        "produce_encoded",
+        "producer: pre-encoded JSON",
+        "produce_encoded",
+        "msgs_per_s",
+        "msg/s",
+        True,
+        _producer("produce_encoded", "produce_encoded"),
+        _rate_msgs,
+        _verify_json,
+        _drop("url", "warmup_url"),
+        only=PRODUCERS,
+    ),
+    Case(
+        "produce_append",
+        "producer: JSON values, append() each",
+        "produce_json",
+        "msgs_per_s",
+        "msg/s",
+        True,
+        _producer("produce_json", "produce_append", api="append"),
+        _rate_msgs,
+        _verify_json,
+        _drop("url", "warmup_url"),
+        only=("ours", "std", "uvloop", "base"),
     ),
     Case(
         "produce_bytes",
@@ -439,6 +487,32 @@ CASES: list[Case] = [
         extra=[("kib_per_reader", "KiB/reader"), ("missing", "missed")],
     ),
     Case(
+        "fanout_sse_10k",
+        "fan-out, 10,000 SSE readers",
+        "fanout",
+        "p99_ms",
+        "p99 ms",
+        False,
+        _fanout("sse", "fanout_10k"),
+        _fan,
+        cleanup=_drop("url"),
+        extra=[("kib_per_reader", "KiB/reader"), ("missing", "missed"), ("p50_ms", "p50 ms")],
+        only=("ours", "uvloop", "raw"),
+    ),
+    Case(
+        "fanout_longpoll_10k",
+        "fan-out, 10,000 long-poll readers",
+        "fanout",
+        "p99_ms",
+        "p99 ms",
+        False,
+        _fanout("long-poll", "fanout_10k"),
+        _fan,
+        cleanup=_drop("url"),
+        extra=[("kib_per_reader", "KiB/reader"), ("missing", "missed"), ("p50_ms", "p50 ms")],
+        only=("ours", "uvloop", "raw"),
+    ),
+    Case(
         "memory_read",
         "memory: reading a large byte stream",
         "memory_read",
@@ -477,8 +551,12 @@ class Interpreters:
     baseline: Path | None = None  # another checkout of this repository, for ``base``
 
     def command(self, impl: str, spec: dict[str, Any]) -> list[str] | None:
+        if impl == "std":
+            spec = {**spec, "no_fast": True}
+        elif impl == "uvloop":
+            spec = {**spec, "loop": "uvloop"}
         arg = json.dumps(spec)
-        if impl == "ours":
+        if impl in OURS_VARIANTS:
             return [self.python, str(HERE / "impl_ours.py"), arg]
         if impl == "base":
             if self.baseline is None:
@@ -619,8 +697,54 @@ def evaluate(summary: dict[str, Any], sizes: dict[str, Any]) -> list[Target]:
             ),
         ]
 
-    targets += versus("producer", "produce_json", "msgs_per_s", 10)
+    # Issue 14: pre-encoded input >= 0.9x raw (pre-encoded) and ahead of TS; Python values
+    # >= 0.7x raw pre-encoded and ahead of TS; catch-up by async for >= 1.0x raw.
+    enc = {i: m("produce_encoded", i, "msgs_per_s") for i in ("ours", "raw", "ts")}
+    val = {i: m("produce_json", i, "msgs_per_s") for i in ("ours", "raw", "ts", "pypi")}
+    r_enc, r_val = _ratio(enc["ours"], enc["raw"]), _ratio(val["ours"], enc["raw"])
+    targets += [
+        Target(
+            "producer",
+            "pre-encoded: >= 0.9x raw (pre-encoded)",
+            f"{r_enc:.2f}x",
+            _cmp(r_enc >= 0.9, r_enc),
+        ),
+        Target(
+            "producer",
+            "pre-encoded: ahead of TS (pre-serialised strings)",
+            f"{_ratio(enc['ours'], enc['ts']):.2f}x (raw: {_ratio(enc['raw'], enc['ts']):.2f}x)",
+            _cmp(enc["ours"] > enc["ts"], enc["ours"], enc["ts"]),
+        ),
+        Target(
+            "producer",
+            "Python values: >= 0.7x raw (pre-encoded)",
+            f"{r_val:.2f}x (raw with json.dumps timed: {_ratio(val['raw'], enc['raw']):.2f}x)",
+            _cmp(r_val >= 0.7, r_val),
+        ),
+        Target(
+            "producer",
+            "Python values: ahead of TS",
+            f"{_ratio(val['ours'], val['ts']):.2f}x",
+            _cmp(val["ours"] > val["ts"], val["ours"], val["ts"]),
+        ),
+        Target(
+            "producer",
+            "Python values: >= 10x PyPI",
+            f"{_ratio(val['ours'], val['pypi']):.2f}x "
+            f"(raw: {_ratio(enc['raw'], val['pypi']):.2f}x)",
+            _cmp(_ratio(val["ours"], val["pypi"]) >= 10, val["ours"], val["pypi"]),
+        ),
+    ]
     targets += versus("producer", "produce_bytes", "mib_per_s", 10)
+    cj = {i: m("catchup_json", i, "msgs_per_s") for i in ("ours", "raw")}
+    targets.append(
+        Target(
+            "catch-up",
+            "catchup_json: async for >= 1.0x raw (json.loads per response)",
+            f"{_ratio(cj['ours'], cj['raw']):.2f}x",
+            _cmp(cj["ours"] >= cj["raw"], cj["ours"], cj["raw"]),
+        )
+    )
     targets += versus("catch-up", "catchup_json", "msgs_per_s", 1.5)
     targets += versus("catch-up", "catchup_bytes", "mib_per_s", 1.5)
     for case in ("latency_longpoll", "latency_sse"):
@@ -655,6 +779,33 @@ def evaluate(summary: dict[str, Any], sizes: dict[str, Any]) -> list[Target]:
                 f"{case}: <= 100 KiB RSS per reader",
                 f"{kib:.1f} KiB",
                 _cmp(kib <= 100, kib),
+            ),
+        ]
+    lp, lp_raw = m("fanout_longpoll", "ours", "p99_ms"), m("fanout_longpoll", "raw", "p99_ms")
+    targets.append(
+        Target(
+            "fan-out",
+            f"fanout_longpoll: {readers} readers, p99 no worse than raw",
+            f"{lp:.0f} ms vs {lp_raw:.0f} ms ({_ratio(lp, lp_raw):.2f}x)",
+            _cmp(lp <= lp_raw, lp, lp_raw),
+        )
+    )
+    many = sizes.get("fanout_10k", {}).get("readers", 10_000)
+    for case in ("fanout_sse_10k", "fanout_longpoll_10k"):
+        p99, kib, missing = (m(case, "ours", k) for k in ("p99_ms", "kib_per_reader", "missing"))
+        raw99 = m(case, "raw", "p99_ms")
+        targets += [
+            Target(
+                "fan-out",
+                f"{case}: {many:,} readers, p99 <= 250 ms, all delivered",
+                f"{p99:.0f} ms, {missing:.0f} missed (raw: {raw99:.0f} ms)",
+                _cmp(p99 <= 250 and missing == 0, p99, missing),
+            ),
+            Target(
+                "fan-out",
+                f"{case}: <= 20 KiB RSS per reader",
+                f"{kib:.1f} KiB (raw: {m(case, 'raw', 'kib_per_reader'):.1f} KiB)",
+                _cmp(kib <= 20, kib),
             ),
         ]
     peak = m("memory_read", "ours", "peak_rss_mib")
@@ -713,14 +864,19 @@ def _cell(summary: dict[str, Any], case: Case, impl: str, key: str, unit: str) -
     return text
 
 
-RATIO_NAMES = {"base": "before", "raw": "raw", "ts": "TS", "pypi": "PyPI"}
+RATIO_NAMES = {
+    "std": "std",
+    "uvloop": "uvloop",
+    "base": "before",
+    "raw": "raw",
+    "ts": "TS",
+    "pypi": "PyPI",
+}
 
 
 def results_table(summary: dict[str, Any], impls: list[str] | None = None) -> list[str]:
     """One column per implementation of the run (all of them if not given), then ratios."""
-    shown = [i for i in IMPLS if impls is None or i in impls]
-    if impls is None:
-        shown.remove("base")
+    shown = [i for i in IMPLS if (i in impls if impls is not None else i in DEFAULT_IMPLS)]
     others = [i for i in shown if i != "ours"]
     head = "| case | metric | " + " | ".join(LABELS[i] for i in shown) + " | "
     head += " | ".join(f"ours / {RATIO_NAMES[i]}" for i in others) + " |"
@@ -767,8 +923,12 @@ def render_results(meta: dict[str, Any], summary: dict[str, Any], targets: list[
     out += [
         "",
         "Sizes: producer {pj} JSON messages and {pb} x 1 MiB; catch-up {cj} JSON messages "
-        "and {cb} MiB; latency {ls} samples per mode; fan-out {fr} readers x {fa} appends; "
-        "memory: read {mr} MiB, stall with {st} MiB offered against a {sb} MiB buffer.".format(
+        "and {cb} MiB; latency {ls} samples per mode; fan-out {fr} readers x {fa} appends, "
+        "and {fk} readers x {fka} appends; memory: read {mr} MiB, stall with {st} MiB offered "
+        "against a {sb} MiB buffer. Soft limit on open files in every child: {fd}.".format(
+            fk=f"{sizes.get('fanout_10k', {}).get('readers', 0):,}",
+            fka=sizes.get("fanout_10k", {}).get("appends", 0),
+            fd=meta.get("fd_limit", "n/a"),
             pj=f"{sizes['produce_json']['n']:,}",
             pb=sizes["produce_bytes"]["n"],
             cj=f"{sizes['catchup_json']['n']:,}",
@@ -810,6 +970,8 @@ def write_doc(doc: Path, text: str) -> None:
 TARGET_LINES: dict[str, Callable[[dict[str, Any]], float]] = {
     "fanout_sse": lambda sizes: 250.0,
     "fanout_longpoll": lambda sizes: 250.0,
+    "fanout_sse_10k": lambda sizes: 250.0,
+    "fanout_longpoll_10k": lambda sizes: 250.0,
     "memory_read": lambda sizes: 100.0,
     "stalled": lambda sizes: float(sizes["stalled"]["buffer_mib"]),
 }
@@ -825,13 +987,18 @@ def chart(path: Path, summary: dict[str, Any], sizes: dict[str, Any]) -> bool:
         return False
     colours = {
         "ours": "#1f77b4",
+        "std": "#aec7e8",
+        "uvloop": "#17becf",
         "base": "#9467bd",
         "raw": "#7f7f7f",
         "ts": "#ff7f0e",
         "pypi": "#2ca02c",
     }
-    fig, axes = plt.subplots(2, 5, figsize=(20, 8))
-    for ax, case in zip(axes.flat, CASES, strict=True):
+    rows = -(-len(CASES) // 5)
+    fig, axes = plt.subplots(rows, 5, figsize=(22, 4.2 * rows))
+    for ax in list(axes.flat)[len(CASES) :]:
+        ax.set_visible(False)
+    for ax, case in zip(axes.flat, CASES, strict=False):
         names, values, lows, highs, cols = [], [], [], [], []
         for impl in IMPLS:
             stats = summary.get(case.name, {}).get(impl, {}).get(case.metric)
@@ -1073,6 +1240,9 @@ def main(argv: list[str] | None = None) -> int:
         baseline,
     )
     started = time.perf_counter()
+    # The server (a child of this process) and every client child hold one socket per
+    # live reader: 10,000 readers need more than the usual soft limit of 1,024.
+    fd_limit = bc.raise_fd_limit()
     load_before = os.getloadavg()
     library_before = library_fingerprint()
     records: list[dict[str, Any]] = []
@@ -1090,6 +1260,8 @@ def main(argv: list[str] | None = None) -> int:
             order = impls[rnd % len(impls) :] + impls[: rnd % len(impls)]
             for case in cases:
                 for impl in order:
+                    if not case.runs(impl):
+                        continue
                     spec = case.prepare(ctx)
                     cmd = interp.command(impl, spec)
                     if cmd is None:
@@ -1139,6 +1311,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "versions": versions(interp),
         "sizes": sizes,
+        "fd_limit": fd_limit,
         "implementations": {i: LABELS[i] for i in impls},
     }
     library_after = library_fingerprint()

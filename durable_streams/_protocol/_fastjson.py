@@ -46,31 +46,79 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["FAST_ENCODER", "FAST_VALIDATOR", "fast_encode", "fast_valid"]
+__all__ = ["FAST_ENCODER", "FAST_VALIDATOR", "fast_encode", "fast_valid", "fast_valid_group"]
 
 
-def _raw_decoder() -> tuple[Callable[[bytes], Any] | None, tuple[type[BaseException], ...]]:
-    """The skipping decoder of msgspec and the errors it raises for bad input, if installed."""
+_Decode = Callable[[bytes], Any]
+
+
+def _raw_decoders() -> tuple[_Decode | None, _Decode | None]:
+    """The decoders of one value and of an array (skipping over values), if msgspec is there."""
     try:  # optional, and untyped here (not every environment that type-checks has it)
         msgspec: Any = importlib.import_module("msgspec")
     except ImportError:
-        return None, ()
-    decode: Callable[[bytes], Any] = msgspec.json.Decoder(msgspec.Raw).decode
-    return decode, (ValueError, RecursionError)  # msgspec.DecodeError is a ValueError
+        return None, None
+    one = msgspec.json.Decoder(msgspec.Raw).decode
+    many = msgspec.json.Decoder(list[msgspec.Raw]).decode
+    return one, many
 
 
-_decode, _DECODE_ERRORS = _raw_decoder()
+_decode, _decode_list = _raw_decoders()
+# msgspec.DecodeError is a ValueError; deep nesting raises RecursionError.
+_DECODE_ERRORS = (ValueError, RecursionError)
 
 FAST_VALIDATOR = "msgspec" if _decode is not None else None
 """The name of the fast validator in use, or None (the standard parser alone)."""
 
 
 _MIN_DIGIT_LIMIT = 640  # sys.set_int_max_str_digits refuses smaller limits (except 0)
+_DIGITS = b"0123456789"
 
 
 @functools.lru_cache(maxsize=4)
 def _digit_run(limit: int) -> re.Pattern[bytes]:
     return re.compile(rb"[0-9]{%d}" % (limit + 1))
+
+
+def _plain(data: bytes) -> bool:
+    """No guard applies: ``data`` holds no integer too long to convert, and is UTF-8."""
+    # The limit is 0 (none) or at least 640 digits, so shorter data cannot reach it, nor
+    # data with fewer digits in all (counted in C; the search is slower).
+    limit = sys.get_int_max_str_digits() if len(data) > _MIN_DIGIT_LIMIT else 0
+    if (
+        limit
+        and len(data) - len(data.translate(None, _DIGITS)) > limit
+        and _digit_run(limit).search(data)
+    ):
+        return False  # an integer the standard parser may refuse to convert
+    if data.isascii():
+        return True
+    try:
+        data.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def fast_valid_group(parts: list[Any], joined: bytes) -> bool:
+    """Whether every one of ``parts`` is certainly one valid JSON value.
+
+    ``joined`` is the parts joined by commas. False means "check them one by one". One decode of the whole array: it has as many elements as there are parts, and each
+    element is exactly as long as its part, so the array holds no whitespace between its
+    elements and each element is its part (parts with surrounding whitespace, valid or not,
+    are left to the one-by-one check).
+    """
+    if _decode_list is None:
+        return False
+    try:
+        elements = _decode_list(b"[" + joined + b"]")
+    except _DECODE_ERRORS:
+        return False
+    return (
+        len(elements) == len(parts)
+        and list(map(len, elements)) == list(map(len, parts))
+        and _plain(joined)
+    )
 
 
 def fast_valid(data: bytes) -> bool:
@@ -84,17 +132,7 @@ def fast_valid(data: bytes) -> bool:
         _decode(data)
     except _DECODE_ERRORS:
         return False
-    # The limit is 0 (none) or at least 640 digits, so shorter data cannot reach it.
-    limit = sys.get_int_max_str_digits() if len(data) > _MIN_DIGIT_LIMIT else 0
-    if limit and len(data) > limit and _digit_run(limit).search(data):
-        return False  # an integer the standard parser may refuse to convert
-    if data.isascii():
-        return True
-    try:
-        data.decode()
-    except UnicodeDecodeError:
-        return False
-    return True
+    return _plain(data)
 
 
 def _dumps() -> Callable[[object], bytes] | None:

@@ -107,6 +107,17 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of another process (the server), from /proc; NaN if unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    # After the command name: state is field 3, utime and stime are fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     """The q-th percentile (0..100) by linear interpolation; NaN for no values."""
     if not values:
@@ -231,7 +242,12 @@ class FanOut:
         loaded = 0
         timeout = spec["timeout_s"]
         made = 0
+        server = spec.get("server_pid")
+        cpu0 = server_cpu0 = float("nan")
         for k in range(len(self.counts)):
+            if k == 1:  # the measured appends begin: CPU of both processes from here
+                cpu0 = cpu_seconds()
+                server_cpu0 = process_cpu_seconds(server) if server else float("nan")
             t0 = time.perf_counter()
             await append(k)
             with contextlib.suppress(TimeoutError):
@@ -250,4 +266,9 @@ class FanOut:
             await asyncio.sleep(spec["gap_ms"] / 1000)
         result = latency_summary(delays)
         result.update(loaded_rss=loaded, missing=missing, appends_made=made)
+        # Over the measured appends (gaps included): who was busy, client or server.
+        result["client_cpu_s"] = cpu_seconds() - cpu0
+        result["server_cpu_s"] = (
+            process_cpu_seconds(server) - server_cpu0 if server else float("nan")
+        )
         return result

@@ -5,7 +5,8 @@ Usage (from the repository root, with the reference server's npm packages instal
     python tests/benchmarks/profile_ours.py [--top 25] [--n 100000] [--out DIR]
 
 Starts its own in-memory reference server (gzip off, as in ``run.py``), warms up, then
-profiles, one after the other: the producer with 100,000 ~100-byte JSON messages, the
+profiles, one after the other: the producer with 100,000 ~100-byte JSON messages (one
+append each, then extend of the values, then extend of pre-encoded bytes), the
 producer with 50 messages of 1 MiB, the catch-up read of 100,000 JSON messages and the
 catch-up read of a 256 MiB byte stream, then 1,000 live readers (SSE, then long-poll) each
 receiving 10 appends. For each it prints the wall time without and
@@ -19,6 +20,7 @@ import argparse
 import asyncio
 import cProfile
 import io
+import json
 import pstats
 import sys
 import time
@@ -38,10 +40,13 @@ from tests.benchmarks import run  # noqa: E402
 MIB = bc.MIB
 
 
-async def produce(url: str, values: list[Any], content_type: str) -> None:
+async def produce(url: str, values: list[Any], content_type: str, *, extend: bool = False) -> None:
     async with ds.Session() as session:
         stream = session.stream(url, content_type=content_type)
         async with stream.producer("profile") as producer:
+            if extend:
+                await producer.extend(values)
+                return
             for value in values:
                 await producer.append(value)
 
@@ -115,13 +120,16 @@ def main() -> int:
     parser.add_argument("--readers", type=int, default=1000, help="fan-out readers")
     parser.add_argument(
         "--only",
-        default="produce_json,produce_bytes,read_json,read_bytes,fanout_sse,fanout_longpoll",
+        default="produce_json,extend_json,extend_encoded,produce_bytes,read_json,read_bytes,"
+        "fanout_sse,fanout_longpoll",
     )
     parser.add_argument("--out", type=Path, default=Path("/tmp/ds-profile"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     blob = bc.blob(MIB)
     values = [bc.message(i) for i in range(args.n)]
+    encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+    encoded = [encode(value).encode() for value in values]
     blobs = [i.to_bytes(8, "big") + blob[8:] for i in range(50)]
     counter = iter(range(10**9))
     with ReferenceServer(compression=False) as server:
@@ -137,6 +145,8 @@ def main() -> int:
         run.fill_bytes(bytes_url, args.mib, blob)
         jobs: dict[str, Callable[[], Awaitable[Any]]] = {
             "produce_json": lambda: produce(fresh(run.JSON), values, run.JSON),
+            "extend_json": lambda: produce(fresh(run.JSON), values, run.JSON, extend=True),
+            "extend_encoded": lambda: produce(fresh(run.JSON), encoded, run.JSON, extend=True),
             "produce_bytes": lambda: produce(fresh(run.BYTES), blobs, run.BYTES),
             "read_json": lambda: read_messages(json_url),
             "read_bytes": lambda: read_bytes(bytes_url),

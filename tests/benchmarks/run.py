@@ -278,6 +278,7 @@ def _fanout(mode: str, sizes: str = "fanout") -> Callable[[Ctx], dict[str, Any]]
             "workload": "fanout",
             "mode": mode,
             "url": ctx.fresh(f"fanout-{mode}", JSON),
+            "server_pid": ctx.server.pid,  # for the server's CPU time while measured
             **ctx.sizes[sizes],
         }
 
@@ -340,6 +341,9 @@ def _fan(spec: dict[str, Any], r: dict[str, Any]) -> dict[str, float]:
         "kib_per_reader": r["rss_per_reader"] / 1024,
         "missing": float(r["missing"]),
         "appends_made": float(r["appends_made"]),
+        # CPU per measured append wave, in ms: the client's and the server's.
+        "client_cpu_ms": r.get("client_cpu_s", float("nan")) * 1000 / max(r["appends_made"], 1),
+        "server_cpu_ms": r.get("server_cpu_s", float("nan")) * 1000 / max(r["appends_made"], 1),
     }
 
 
@@ -364,6 +368,8 @@ def _stall(spec: dict[str, Any], r: dict[str, Any]) -> dict[str, float]:
 
 
 PRODUCERS = ("ours", "std", "uvloop", "raw", "ts")
+# Fan-out: CPU time per measured append, of the client process and of the server.
+_CPU_ROWS = [("client_cpu_ms", "client CPU ms/append"), ("server_cpu_ms", "server CPU ms/append")]
 CASES: list[Case] = [
     Case(
         "produce_json",
@@ -472,7 +478,7 @@ CASES: list[Case] = [
         _fanout("sse"),
         _fan,
         cleanup=_drop("url"),
-        extra=[("kib_per_reader", "KiB/reader"), ("missing", "missed")],
+        extra=[("kib_per_reader", "KiB/reader"), ("missing", "missed"), *_CPU_ROWS],
     ),
     Case(
         "fanout_longpoll",
@@ -484,7 +490,7 @@ CASES: list[Case] = [
         _fanout("long-poll"),
         _fan,
         cleanup=_drop("url"),
-        extra=[("kib_per_reader", "KiB/reader"), ("missing", "missed")],
+        extra=[("kib_per_reader", "KiB/reader"), ("missing", "missed"), *_CPU_ROWS],
     ),
     Case(
         "fanout_sse_10k",
@@ -496,7 +502,12 @@ CASES: list[Case] = [
         _fanout("sse", "fanout_10k"),
         _fan,
         cleanup=_drop("url"),
-        extra=[("kib_per_reader", "KiB/reader"), ("missing", "missed"), ("p50_ms", "p50 ms")],
+        extra=[
+            ("kib_per_reader", "KiB/reader"),
+            ("missing", "missed"),
+            ("p50_ms", "p50 ms"),
+            *_CPU_ROWS,
+        ],
         only=("ours", "uvloop", "raw"),
     ),
     Case(
@@ -509,7 +520,12 @@ CASES: list[Case] = [
         _fanout("long-poll", "fanout_10k"),
         _fan,
         cleanup=_drop("url"),
-        extra=[("kib_per_reader", "KiB/reader"), ("missing", "missed"), ("p50_ms", "p50 ms")],
+        extra=[
+            ("kib_per_reader", "KiB/reader"),
+            ("missing", "missed"),
+            ("p50_ms", "p50 ms"),
+            *_CPU_ROWS,
+        ],
         only=("ours", "uvloop", "raw"),
     ),
     Case(
@@ -1192,7 +1208,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def _public(spec: dict[str, Any]) -> dict[str, Any]:
     """A spec without its URLs and temporary file names (they differ on every run)."""
-    return {k: v for k, v in spec.items() if "url" not in k and not k.endswith("_file")}
+    return {k: v for k, v in spec.items() if "url" not in k and not k.endswith(("_file", "_pid"))}
 
 
 def rerender(args: argparse.Namespace) -> int:

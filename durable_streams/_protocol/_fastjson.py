@@ -103,7 +103,9 @@ def _plain(data: bytes) -> bool:
 def fast_valid_group(parts: list[Any], joined: bytes) -> bool:
     """Whether every one of ``parts`` is certainly one valid JSON value.
 
-    ``joined`` is the parts joined by commas. False means "check them one by one". One decode of the whole array: it has as many elements as there are parts, and each
+    ``joined`` is the parts joined by commas. False means "check them one by one".
+
+    One decode of the whole array: it has as many elements as there are parts, and each
     element is exactly as long as its part, so the array holds no whitespace between its
     elements and each element is its part (parts with surrounding whitespace, valid or not,
     are left to the one-by-one check).

@@ -222,3 +222,45 @@ def test_orjson_takes_enums_and_uuids_the_standard_encoder_refuses() -> None:
     ident = uuid.UUID(int=1)
     joined, _ = group_encoder("application/json")([Colour.RED, ident])
     assert json.loads(b"[" + joined + b"]") == ["red", str(ident)]
+
+
+# -- checking groups of pre-encoded messages in one decode ----------------------------------
+
+GROUP_PARTS: list[bytes] = [
+    *CORPUS,
+    b'"x',
+    b'y",3',  # with the one before: '"x,y",3', two valid elements from two invalid parts
+    b"[1",
+    b"2]",
+    b" 1",
+    b"1 ",
+    b"{}",
+    b"[]",
+]
+
+
+def _each_accepted(parts: list[bytes]) -> bool:
+    try:
+        for part in parts:
+            check_json_bytes(part)
+    except ds.InvalidArgumentError:
+        return False
+    return True
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(GROUP_PARTS), min_size=1, max_size=6))
+def test_a_group_is_refused_exactly_when_one_of_its_messages_is(parts: list[bytes]) -> None:
+    group = group_encoder("application/json")
+    if _each_accepted(parts):
+        assert group(list(parts)) == (b",".join(parts), sum(map(len, parts)))
+    else:
+        with pytest.raises(ds.InvalidArgumentError):
+            group(list(parts))
+
+
+def test_halves_of_a_value_are_not_taken_for_values() -> None:
+    joined = b'"x,y",3'
+    assert _fastjson.fast_valid_group([b'"x', b'y",3'], joined) is False
+    assert _fastjson.fast_valid_group([b"[1", b"2]"], b"[1,2]") is False
+    assert _fastjson.fast_valid_group([b"1", b"2"], b"1,2") is True

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
 
@@ -69,6 +69,7 @@ class _State(enum.Enum):
 
 
 _FETCHING: Final = frozenset({_State.CATCH_UP, _State.LONG_POLL, _State.SSE})
+_OVER: Final = frozenset({_State.DONE, _State.ENDED})
 # For the hot path of message iteration: an enum member's lookup costs more than the rest.
 _CLOSED: Final = _State.CLOSED
 
@@ -291,8 +292,14 @@ class StreamReader:
         item = next(self._queue.head, NOTHING)  # the hot path: a message already here
         if item is NOTHING:
             while (item := self._queue.take_item()) is NOTHING:
-                if not await self._more():
-                    raise StopAsyncIteration
+                # _more() inline, and _step()'s awaitable awaited here: every coroutine
+                # between a waiting live reader and its socket costs a frame per reader
+                # and a resumption per chunk.
+                if self._state is _CLOSED or self._state in _OVER:
+                    if not await self._more():
+                        raise StopAsyncIteration
+                else:
+                    await self._step()
         return item
 
     def batches(self) -> _Batches:
@@ -360,14 +367,16 @@ class StreamReader:
         await self._step()
         return True
 
-    async def _step(self) -> None:
-        """One step of receiving: a request, a piece of a body, or a chunk of SSE."""
+    def _step(self) -> Coroutine[Any, Any, None]:
+        """One step of receiving: a request, a piece of a body, or a chunk of SSE.
+
+        Returns the step's coroutine for the caller to await (no frame of its own).
+        """
         if self._body is not None:
-            await self._body_step(self._body)
-        elif self._state is _State.SSE:
-            await self._sse_step()
-        else:
-            await self._poll_step()
+            return self._body_step(self._body)
+        if self._state is _State.SSE:
+            return self._sse_step()
+        return self._poll_step()
 
     # -- judging and taking an answer -------------------------------------------------
 
@@ -562,12 +571,28 @@ class StreamReader:
 
     # -- SSE --------------------------------------------------------------------------
 
-    async def _sse_step(self) -> None:
+    async def _sse_step(self) -> None:  # noqa: PLR0912 - one frame for the hot path
         if self._sse is None:
             self._sse = await self._sse_open()
         connection = self._sse
+        silence = connection.silence
         try:
-            chunk = await self._sse_read(connection)
+            if silence is None:
+                chunk = await connection.body.read_chunk()
+            else:
+                # _sse_read's first wait, inline: the common case costs no frame of its own.
+                silent = False
+                silence.start()
+                try:
+                    chunk = await connection.body.read_chunk()
+                except asyncio.CancelledError:
+                    if not silence.expired():
+                        raise
+                    silent = True
+                finally:
+                    silence.stop()
+                if silent:
+                    chunk = await self._sse_read(connection, probe=True)
             objection = self._sse_feed(connection, chunk) if chunk else None
         except asyncio.CancelledError:
             # Undelivered data is dropped with the connection; the next read resumes
@@ -611,15 +636,18 @@ class StreamReader:
             silence=session.timeout.sse_probe,
         )
 
-    async def _sse_read(self, connection: SSEConnection) -> bytes:
+    async def _sse_read(self, connection: SSEConnection, *, probe: bool = False) -> bytes:
         """The next chunk of the connection, checking on the stream while it is silent.
 
         After ``Timeouts.sse_probe`` without a byte, a HEAD request asks whether the
-        stream still exists: a deleted stream's connection may just go silent.
+        stream still exists: a deleted stream's connection may just go silent. With
+        ``probe``, the connection was silent that long already: probe first.
         """
         silence = connection.silence
         if silence is None:
             return await connection.body.read_chunk()
+        if probe:
+            await self._probe()
         while True:
             silence.start()
             try:

@@ -157,6 +157,17 @@ class IdempotentProducer(Twin[_AsyncProducer]):
         receipt = self._loop.call(lambda: self._async.append_nowait(*args, **kwargs))
         return Receipt(self._loop, receipt)
 
+    @forwards_to(_AsyncProducer.extend)
+    def extend(self, *args: Any, **kwargs: Any) -> Receipt | None:
+        """Buffer many messages in order, as :meth:`durable_streams.IdempotentProducer.extend`.
+
+        Waits only while the buffer is full. Returns the :class:`Receipt` of the last
+        message, or None if there was none. (The iterable is consumed on the session's
+        loop thread.)
+        """
+        receipt = self._loop.run(lambda: self._async.extend(*args, **kwargs))
+        return None if receipt is None else Receipt(self._loop, receipt)
+
     flush = twin(_AsyncProducer.flush)
     """Blocking :meth:`durable_streams.IdempotentProducer.flush`."""
     close_stream = twin(_AsyncProducer.close_stream)

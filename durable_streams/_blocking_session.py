@@ -201,6 +201,8 @@ class Stream(Twin[_stream.Stream]):
     """Blocking :meth:`durable_streams.Stream.head`."""
     exists = twin(_stream.Stream.exists)
     """Blocking :meth:`durable_streams.Stream.exists`."""
+    resolve_content_type = twin(_stream.Stream.resolve_content_type)
+    """Blocking :meth:`durable_streams.Stream.resolve_content_type`."""
     delete = twin(_stream.Stream.delete)
     """Blocking :meth:`durable_streams.Stream.delete`."""
     append = twin(_stream.Stream.append)

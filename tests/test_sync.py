@@ -194,6 +194,18 @@ def test_producer_with_receipts(json_stream: dss.Stream) -> None:
     assert [m["n"] for m in json_stream.read_all()] == list(range(51))
 
 
+def test_producer_extend_and_resolve_content_type(session: dss.Session, path: str) -> None:
+    session.stream(path).create(content_type="application/json")
+    stream = session.stream(path)  # a fresh handle that does not know its type
+    assert stream.resolve_content_type() == "application/json"
+    with stream.producer("p-extend", linger=0.001) as producer:
+        assert producer.extend([]) is None
+        last = producer.extend({"n": n} for n in range(300))
+        assert last is not None
+        assert last.result(timeout=10).offset is not None
+    assert [m["n"] for m in stream.read_all()] == list(range(300))
+
+
 def test_producer_failure_reaches_receipts_and_exit(json_stream: dss.Stream) -> None:
     json_stream.close()
     producer = json_stream.producer("p-closed")

@@ -3,8 +3,8 @@
 Run by ``run.py --baseline DIR`` as ``python impl_base.py DIR '<spec JSON>'`` with
 ``PYTHONPATH=DIR``. Before handing over it checks that ``durable_streams`` really comes
 from ``DIR`` (an editable install of this repository would otherwise win silently) and
-exits with status 3 if not. The other checkout's benchmark folder goes first on
-``sys.path``, so its own ``bench_common`` is used, exactly as if it ran there.
+exits with status 3 if not. The other checkout's child imports this folder's
+``bench_common``, so both are measured by the same harness.
 """
 
 from __future__ import annotations
@@ -25,7 +25,9 @@ def main() -> None:
         sys.stderr.write(f"durable_streams comes from {found}, not from {root}\n")
         raise SystemExit(3)
     bench_dir = root / "tests" / "benchmarks"
-    sys.path[0] = str(bench_dir)
+    # This folder stays first: the other checkout's impl_ours.py runs on this harness's
+    # bench_common (the same measurement for both); its own folder comes next.
+    sys.path.insert(1, str(bench_dir))
     sys.argv = [str(bench_dir / "impl_ours.py"), sys.argv[2]]
     runpy.run_path(sys.argv[0], run_name="__main__")
 

@@ -1,7 +1,7 @@
 """Accept events over HTTP and append them to a durable stream through one shared producer.
 
 An aiohttp web service. With the repository's reference server (Node.js,
-``npm ci --prefix tests/server``)::
+``python -m durable_streams.testing install``)::
 
     python -m tests.with_server python examples/aiohttp_service.py --port 8080
 

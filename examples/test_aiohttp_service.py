@@ -1,15 +1,14 @@
 """Testing an application against the real Durable Streams reference server (pytest).
 
 The application under test is ``examples/aiohttp_service.py``. Run from the repository
-root (``python -m`` puts the root on ``sys.path``, for ``tests._refserver``)::
+root::
 
-    npm ci --prefix tests/server     # once: the reference server, from npm
     python -m pytest examples/test_aiohttp_service.py
 
 Needs ``pytest`` and ``pytest-asyncio`` (``asyncio_mode = "auto"``, as this repository's
-``pyproject.toml`` sets it). In your own project, copy ``tests/_refserver.py`` and
-``tests/server/`` (``package.json``, ``package-lock.json``, ``serve.mjs``) from this
-repository: they need only the standard library and ``npm``.
+``pyproject.toml`` sets it). The reference server comes from the shipped testing kit
+(``pip install durable-streams-aio[testing]``; Node.js installs it on first use); in
+your own project nothing needs copying.
 """
 
 from __future__ import annotations

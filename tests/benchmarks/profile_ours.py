@@ -30,7 +30,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
-sys.path.insert(0, str(ROOT))  # for tests._refserver, when run as a script
+sys.path.insert(0, str(ROOT))  # for the tests package, when run as a script
 
 import durable_streams as ds  # noqa: E402
 from durable_streams.testing import ReferenceServer  # noqa: E402

@@ -47,7 +47,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
-sys.path.insert(0, str(ROOT))  # for tests._refserver, when run as a script
+sys.path.insert(0, str(ROOT))  # for the tests package, when run as a script
 
 from durable_streams.testing import ReferenceServer, install_server  # noqa: E402
 from tests.benchmarks import bench_common as bc  # noqa: E402

@@ -108,7 +108,9 @@ def bench(session: nox.Session) -> None:
     Writes docs/benchmarks/results.json and chart.png and the table in docs/benchmarks.md;
     ``-- --help`` lists the driver's options (rounds, cases, implementations).
     """
-    session.install("-e", ".", "matplotlib")
+    # ours runs with the fast extra; the driver's std variant hides it again, and uvloop is
+    # there for `-- --impls ours,uvloop`.
+    session.install("-e", ".[fast]", "matplotlib", "uvloop")
     _server(session)
     session.run(
         "npm", "ci", "--prefix", "tests/benchmarks/ts", "--no-audit", "--no-fund", external=True

@@ -50,6 +50,25 @@ def mocked(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def fast(session: nox.Session) -> None:
+    """The producer, framing and reader tests with the ``fast`` extra (msgspec, orjson).
+
+    ``nox -s tests`` runs on the standard json module (the fallback every user has); this
+    runs the code paths the extra switches on, and the extra's own comparison tests.
+    """
+    session.install("-e", ".[tests,fast]")
+    session.run(
+        "pytest",
+        "tests/test_perf_fastjson.py",
+        "tests/protocol",
+        *sorted(str(p) for p in Path("tests").glob("test_producer*.py")),
+        "tests/test_read.py",
+        "tests/test_stream_ops.py",
+        *session.posargs,
+    )
+
+
+@nox.session(python=PYTHON)
 def wheel_smoke(session: nox.Session) -> None:
     """The testing kit as users get it: from the built wheel, in a fresh virtual environment
     outside the repository with only ``durable-streams-aio[testing]``, a user's test file

@@ -6,6 +6,7 @@ is its pytest plugin's ``durable_streams_server``, one for the whole run.
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import os
 import re
@@ -26,6 +27,10 @@ _counter = itertools.count()
 # The mocked-transport tests run in `nox -s mocked` only, on the aiohttp that aioresponses
 # still works with (see noxfile.py); `pytest tests/mocked` names them explicitly.
 collect_ignore = ["mocked"]
+# The fast extra's own tests run in `nox -s fast`, where msgspec and orjson are installed;
+# without them the rest of the suite runs on the standard json module, as users get it.
+if importlib.util.find_spec("msgspec") is None:
+    collect_ignore.append("test_perf_fastjson.py")
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,8 @@
 """Relay durable streams to browsers as Server-Sent Events, with a tiny live page (FastAPI).
 
 Needs ``fastapi`` and ``uvicorn`` (``pip install -e '.[examples]'``) and a Durable Streams
-server. With the repository's reference server (Node.js; ``python -m durable_streams.testing install`` once)::
+server. With the repository's reference server (Node.js;
+``python -m durable_streams.testing install`` once)::
 
     python -m tests.with_server python examples/fastapi_relay.py --port 8000
 

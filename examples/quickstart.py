@@ -1,7 +1,8 @@
 """Quick start: create a JSON stream, write to it, and tail it live until it closes.
 
 This is what ``nox -s demo`` (the README's demo command) runs. To run it by hand with the
-repository's reference server (Node.js; install it once with ``python -m durable_streams.testing install``)::
+repository's reference server (Node.js; install it once with
+``python -m durable_streams.testing install``)::
 
     python -m tests.with_server python examples/quickstart.py
 

@@ -1,7 +1,8 @@
 """An AI-style token stream: a producer writes tokens, then closes the stream; a reader
 prints them live and stops at the end of the stream.
 
-With the repository's reference server (Node.js; ``python -m durable_streams.testing install`` once)::
+With the repository's reference server (Node.js;
+``python -m durable_streams.testing install`` once)::
 
     python -m tests.with_server python examples/token_stream.py
 

@@ -1,7 +1,8 @@
 """Receive webhook wakes in a FastAPI app, and finish them later from a background worker.
 
 Needs a server with webhook subscriptions enabled. With the repository's reference server
-(Node.js; ``python -m durable_streams.testing install`` once; ``DS_TEST_WEBHOOKS=1`` turns webhooks on)::
+(Node.js; ``python -m durable_streams.testing install`` once;
+``DS_TEST_WEBHOOKS=1`` turns webhooks on)::
 
     DS_TEST_WEBHOOKS=1 python -m tests.with_server python examples/webhook_fastapi.py
 

@@ -1,6 +1,7 @@
 """An asyncio worker: consume a durable stream in batches, with a checkpoint to resume from.
 
-With the repository's reference server (Node.js; ``python -m durable_streams.testing install`` once)::
+With the repository's reference server (Node.js;
+``python -m durable_streams.testing install`` once)::
 
     python -m tests.with_server python examples/worker.py /orders --checkpoint orders.offset
 

@@ -1,6 +1,7 @@
 """A worker pool: several processes share one pull-wake subscription over many streams.
 
-With the repository's reference server (Node.js; ``python -m durable_streams.testing install`` once)::
+With the repository's reference server (Node.js;
+``python -m durable_streams.testing install`` once)::
 
     python -m tests.with_server python examples/worker_pool.py
 

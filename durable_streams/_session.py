@@ -386,14 +386,18 @@ class Wire:
     """A session's requests, as the library's handles use them (package-internal).
 
     Streams, readers, producers and subscriptions send every request through the
-    :func:`session_wire` of their session, never through its private members: one retry budget
-    per operation, redirects decided, credentials only to trusted origins.
+    :func:`session_wire` of their session, never through its private members: one retry
+    budget per operation, redirects decided, credentials only to trusted origins.
+    ``request`` and ``fetch`` are the session's own request methods (see
+    ``Session._request``): one definition, no copy of their signatures.
     """
 
-    __slots__ = ("_session",)
+    __slots__ = ("_session", "fetch", "request")
 
     def __init__(self, session: Session) -> None:
         self._session = session
+        self.request = session._request
+        self.fetch = session._fetch
 
     @property
     def retry(self) -> RetryPolicy:
@@ -412,40 +416,6 @@ class Wire:
     def once(self) -> RetryBudget:
         """A budget of no retries: exactly one attempt."""
         return self._session.retry.budget(0)
-
-    async def request(
-        self,
-        method: str,
-        url: str,
-        *,
-        headers: Mapping[str, str] | None = None,
-        params: Mapping[str, str] | None = None,
-        body: Body = None,
-        budget: RetryBudget,
-        live: bool = False,
-        stream: bool = False,
-    ) -> Response | BodyStream:
-        """Send within ``budget``; with ``stream`` a 200 comes back open (see Session)."""
-        return await self._session._request(
-            method, url, headers=headers, params=params, body=body,
-            budget=budget, live=live, stream=stream,
-        )  # fmt: skip
-
-    async def fetch(
-        self,
-        method: str,
-        url: str,
-        *,
-        headers: Mapping[str, str] | None = None,
-        params: Mapping[str, str] | None = None,
-        body: Body = None,
-        budget: RetryBudget,
-        live: bool = False,
-    ) -> Response:
-        """Send within ``budget`` and read the whole answer, whatever its status."""
-        return await self._session._fetch(
-            method, url, headers=headers, params=params, body=body, budget=budget, live=live
-        )
 
 
 def session_wire(session: Session) -> Wire:

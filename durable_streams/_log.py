@@ -1,6 +1,7 @@
 """The ``durable_streams`` logger, which redacts secrets from every record it emits.
 
-Modules log through ``logging.getLogger("durable_streams")``; the filter installed here
+Every module logs through ``log`` from here (one logger, no children: a filter on a
+logger does not see its children's records); the filter installed here
 on that logger rewrites each record's message with query values and userinfo passwords
 redacted, so no call site has to remember to.
 """

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import logging
 from collections.abc import Coroutine, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
@@ -22,6 +21,7 @@ from ._errors import (
     TransportError,
     UsageError,
 )
+from ._log import log
 from ._protocol import headers as h
 from ._protocol.errors import Op, error_for
 from ._protocol.framing import is_json, parse_json_body
@@ -46,7 +46,6 @@ if TYPE_CHECKING:
 
 __all__ = ["LiveMode", "StreamReader", "check_offset"]
 
-log = logging.getLogger("durable_streams")
 
 LiveMode: TypeAlias = bool | Literal["long-poll", "sse"]
 _LIVE_MODES = (True, False, "long-poll", "sse")

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .._errors import MissingHeaderError, SequenceGapError, StaleEpochError, TransportError
+from .._log import log
 from .._protocol import headers as h
 from .._protocol.errors import Op, error_for, is_retryable_status, retry_after
 from ._records import Batch, ProducerAck, aborted
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Sender", "SenderCounters"]
 
-log = logging.getLogger("durable_streams")
 
 # How many times one batch may be resent after 409 gaps caused by its own pipeline.
 _MAX_GAP_WAITS = 3

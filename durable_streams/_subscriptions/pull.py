@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import warnings
 from collections.abc import Awaitable, Mapping
 from types import TracebackType
@@ -30,6 +29,7 @@ from .._errors import (
     SubscriptionFencedError,
     TransportError,
 )
+from .._log import log
 from .._reader import LiveMode, StreamReader
 from . import wire
 from .records import ClaimInfo, ClaimState, StreamCursor, WakeEvent, WorkerStatistics
@@ -39,7 +39,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Claim", "PullWorker", "claim_once"]
 
-log = logging.getLogger("durable_streams.subscriptions")
 
 T = TypeVar("T")
 

@@ -12,12 +12,12 @@ finish and be acked, then gives back whatever is left.
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from .._errors import InvalidArgumentError, StreamNotFoundError, SubscriptionFencedError, UsageError
+from .._log import log
 from .._types import Batch
 from .pull import Claim, PullWorker, finish_shielded
 from .records import ClaimState, RunnerStatistics, StreamCursor
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 
 __all__ = ["BatchHandler", "SubscriptionRunner"]
 
-log = logging.getLogger("durable_streams.subscriptions")
 
 BatchHandler: TypeAlias = Callable[[str, Batch[Any]], Awaitable[None]]
 """``async def handler(path, batch)``: handle one batch of the stream at ``path``."""

@@ -134,3 +134,19 @@ def test_a_budget_grants_exactly_its_limit_and_counts_each_retry_once() -> None:
 def test_an_unlimited_budget_never_gives_up() -> None:
     budget = ds.RetryPolicy(initial_delay=0.01, max_delay=0.02).budget(None)
     assert all(budget.next_delay() is not None for _ in range(1000))
+
+
+def test_every_module_logs_through_the_one_redacting_logger(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A logger's filter does not apply to records of its child loggers: a module with a
+    # logger of its own ("durable_streams.subscriptions") would log secrets unredacted.
+    from durable_streams import _log, _reader  # noqa: PLC0415
+    from durable_streams._producer import _sender  # noqa: PLC0415
+    from durable_streams._subscriptions import pull, runner  # noqa: PLC0415
+
+    assert {id(m.log) for m in (_reader, _sender, pull, runner)} == {id(_log.log)}
+    with caplog.at_level("DEBUG", logger="durable_streams"):
+        pull.log.debug("claim at %s failed", "http://u:pw@h/s?token=t1")
+    assert "pw" not in caplog.text
+    assert "t1" not in caplog.text

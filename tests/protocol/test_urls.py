@@ -145,8 +145,9 @@ def test_every_module_logs_through_the_one_redacting_logger(
     from durable_streams._producer import _sender  # noqa: PLC0415
     from durable_streams._subscriptions import pull, runner  # noqa: PLC0415
 
-    assert {id(m.log) for m in (_reader, _sender, pull, runner)} == {id(_log.log)}
+    loggers = [vars(module)["log"] for module in (_reader, _sender, pull, runner)]
+    assert {id(logger) for logger in loggers} == {id(_log.log)}
     with caplog.at_level("DEBUG", logger="durable_streams"):
-        pull.log.debug("claim at %s failed", "http://u:pw@h/s?token=t1")
+        vars(pull)["log"].debug("claim at %s failed", "http://u:pw@h/s?token=t1")
     assert "pw" not in caplog.text
     assert "t1" not in caplog.text

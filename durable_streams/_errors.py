@@ -49,6 +49,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from ._protocol.headers import lower_keys
 from ._protocol.redact import redact_text, redact_url
 
 if TYPE_CHECKING:
@@ -119,7 +120,8 @@ class DurableStreamsError(Exception):
         self.message = message
         self.url = url if url is None else redact_url(url)
         self.status = status
-        self.headers: Mapping[str, str] = headers if headers is not None else _NO_HEADERS
+        # A plain dict with lower-case names, whatever mapping the answer came in.
+        self.headers: Mapping[str, str] = lower_keys(headers) if headers else _NO_HEADERS
 
     def __str__(self) -> str:
         parts = [self.message]

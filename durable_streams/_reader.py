@@ -17,6 +17,7 @@ from ._errors import (
     NetworkError,
     ParseError,
     ReaderConsumedError,
+    RequestTimeoutError,
     ResourceClosedError,
     TransportError,
     UsageError,
@@ -35,7 +36,7 @@ from ._reader_queue import (
     parse_position,
     skip_units,
 )
-from ._reader_sse import SSE_MAX_FRUITLESS, SSEConnection, SSEOverflow
+from ._reader_sse import SSE_MAX_FRUITLESS, SilenceTimer, SSEConnection, SSEOverflow
 from ._session import session_wire
 from ._transport import BodyStream, Response
 from ._types import Batch
@@ -572,7 +573,10 @@ class StreamReader:
 
     async def _sse_step(self) -> None:  # noqa: PLR0912 - one frame for the hot path
         if self._sse is None:
-            self._sse = await self._sse_open()
+            opened = await self._sse_open()
+            if opened is None:
+                return  # no answer within Timeouts.live_idle: backed off, try again
+            self._sse = opened
         connection = self._sse
         silence = connection.silence
         try:
@@ -591,7 +595,7 @@ class StreamReader:
                 finally:
                     silence.stop()
                 if silent:
-                    chunk = await self._sse_read(connection, probe=True)
+                    chunk = await self._sse_silent(connection, silence)
             objection = self._sse_feed(connection, chunk) if chunk else None
         except asyncio.CancelledError:
             # Undelivered data is dropped with the connection; the next read resumes
@@ -614,41 +618,71 @@ class StreamReader:
             self._drop_sse()
             await self._object(objection)
 
-    async def _sse_open(self) -> SSEConnection:
+    async def _sse_open(self) -> SSEConnection | None:
+        """Open an SSE connection; ``None`` if no answer came within ``Timeouts.live_idle``.
+
+        The request is *watched*: aiohttp puts no limit on the server's silence (it would
+        move a timer on every arrival of bytes), so the reader bounds the wait for the
+        answer here and then the silence of the connection (see :meth:`_sse_silent`).
+        """
         if self._stream.content_type is None:
             await self._stream.resolve_content_type()  # how to decode data events
         params = {h.PARAM_OFFSET: self._at.offset, h.PARAM_LIVE: "sse"}
         if self._cursor is not None:
             params[h.PARAM_CURSOR] = self._cursor
         session, url = self._stream.session, self._stream.url
-        result = await session_wire(session).request(
-            "GET", url, params=params, budget=self._budget, live=True, stream=True
-        )
+        timeouts = session.timeout
+        waiting = None if timeouts.live_idle is None else SilenceTimer(timeouts.live_idle)
+        if waiting is not None:
+            waiting.start()
+        try:
+            result = await session_wire(session).request(
+                "GET", url, params=params, budget=self._budget, live=True, stream=True,
+                watched=True,
+            )  # fmt: skip
+        except asyncio.CancelledError:
+            if waiting is None or not waiting.expired():
+                raise
+            result = None
+        finally:
+            if waiting is not None:
+                waiting.close()
+        if result is None:
+            await self._read_failed(_silent_for(timeouts.live_idle, url))
+            return None
         self._status = result.status
         if isinstance(result, Response):
             raise error_for(result.status, result.headers, op=Op.READ, url=url)
+        limits = [t for t in (timeouts.sse_probe, timeouts.live_idle) if t is not None]
         return SSEConnection(
             result,
             session.limits,
             json=is_json(self._stream.content_type),
             url=url,
-            silence=session.timeout.sse_probe,
+            silence=min(limits) if limits else None,
         )
 
-    async def _sse_read(self, connection: SSEConnection, *, probe: bool = False) -> bytes:
-        """The next chunk of the connection, checking on the stream while it is silent.
+    async def _sse_silent(self, connection: SSEConnection, silence: SilenceTimer) -> bytes:
+        """The next chunk of a connection silent for ``silence.limit`` seconds already.
 
-        After ``Timeouts.sse_probe`` without a byte, a HEAD request asks whether the
-        stream still exists: a deleted stream's connection may just go silent. With
-        ``probe``, the connection was silent that long already: probe first.
+        Until ``Timeouts.live_idle`` of silence, the connection is kept, and every
+        ``Timeouts.sse_probe`` a HEAD request asks whether the stream still exists (a
+        deleted stream's connection may just go silent: the probe's 404 or 410 ends the
+        read). After ``live_idle`` the connection counts as dead:
+        :class:`RequestTimeoutError`, and the reader reconnects.
         """
-        silence = connection.silence
-        if silence is None:
-            return await connection.body.read_chunk()
-        if probe:
-            await self._probe()
+        timeouts = self._stream.session.timeout
+        idle, probe = timeouts.live_idle, timeouts.sse_probe
+        loop = asyncio.get_running_loop()
+        quiet_since = silence.began
         while True:
-            silence.start()
+            quiet = loop.time() - quiet_since
+            if idle is not None and quiet >= idle:
+                raise _silent_for(idle, self._stream.url)
+            if probe is not None:
+                await self._probe()
+            left = silence.limit if idle is None else idle - (loop.time() - quiet_since)
+            silence.start(max(min(silence.limit, left), 0.0))
             try:
                 return await connection.body.read_chunk()
             except asyncio.CancelledError:
@@ -656,7 +690,6 @@ class StreamReader:
                     raise
             finally:
                 silence.stop()
-            await self._probe()
 
     async def _probe(self) -> None:
         session, url = self._stream.session, self._stream.url
@@ -739,6 +772,10 @@ class StreamReader:
         connection, self._sse = self._sse, None
         if connection is not None:
             connection.close()
+
+
+def _silent_for(seconds: float | None, url: str) -> RequestTimeoutError:
+    return RequestTimeoutError(f"no byte from the server for {seconds} s (live_idle)", url=url)
 
 
 class _Batches:

@@ -54,24 +54,35 @@ class SilenceTimer:
     ``Task.uncancel``), and :meth:`expired` then says so.
     """
 
-    __slots__ = ("_cancelling", "_fired", "_handle", "_limit", "_since", "_task")
+    __slots__ = ("_cancelling", "_deadline", "_fired", "_handle", "_since", "_task", "limit")
 
     def __init__(self, limit: float) -> None:
-        self._limit = limit
+        self.limit = limit
         self._handle: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[Any] | None = None  # the task waiting, while it waits
         self._since = 0.0
+        self._deadline = 0.0
         self._cancelling = 0
         self._fired = False
 
-    def start(self) -> None:
-        """A wait begins (in the current task)."""
+    @property
+    def began(self) -> float:
+        """When the current (or last) wait began, in the event loop's time."""
+        return self._since
+
+    def start(self, limit: float | None = None) -> None:
+        """A wait begins (in the current task); ``limit``: this wait's own, if not ``limit``."""
         task = asyncio.current_task()
         assert task is not None
         loop = task.get_loop()
         self._task, self._since, self._cancelling = task, loop.time(), task.cancelling()
-        if self._handle is None:
-            self._handle = loop.call_at(self._since + self._limit, self._fire)
+        self._deadline = self._since + (self.limit if limit is None else limit)
+        handle = self._handle
+        if handle is None:
+            self._handle = loop.call_at(self._deadline, self._fire)
+        elif limit is not None and handle.when() > self._deadline:
+            handle.cancel()  # armed for a later deadline than this shorter wait's
+            self._handle = loop.call_at(self._deadline, self._fire)
 
     def stop(self) -> None:
         """The wait ended (the timer stays armed for the next one)."""
@@ -98,7 +109,7 @@ class SilenceTimer:
         if task is None:
             return  # no wait now: the next one arms a timer again
         loop = task.get_loop()
-        deadline = self._since + self._limit
+        deadline = self._deadline
         if loop.time() < deadline:
             self._handle = loop.call_at(deadline, self._fire)
             return

@@ -283,6 +283,7 @@ class Session:
         budget: RetryBudget,
         live: bool = False,
         stream: bool = False,
+        watched: bool = False,
     ) -> Response | BodyStream:
         """Send, retrying transient failures within ``budget`` and following safe redirects.
 
@@ -300,7 +301,7 @@ class Session:
             try:
                 result = await self._transport.send(
                     method, target, headers=sent_headers, params=sent_params,
-                    body=body, live=live, stream=stream,
+                    body=body, live=live, stream=stream, watched=watched,
                 )  # fmt: skip
             except TransportError as exc:
                 delay = budget.next_delay() if replayable else None

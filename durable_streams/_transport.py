@@ -59,12 +59,18 @@ class BodyStream:
         self._response: aiohttp.ClientResponse | None = response
         self._limits = limits
         self.status = response.status
-        self.headers = _lower(response.headers)
+        # aiohttp's own case-insensitive mapping, not a copy: an open SSE connection holds
+        # this for as long as it lasts, once per live reader.
+        self.headers: Mapping[str, str] = response.headers
         self.url = url
+        encoding = response.headers.get("content-encoding")
         # These have no body whatever their Content-Encoding says.
         bodyless = response.method == "HEAD" or response.status in (204, 304)
-        self._decoder = ContentDecoder(
-            self.headers.get("content-encoding"), url=url, bodyless=bodyless
+        # None: the body passes through as it arrives (no encoding: the common case).
+        self._decoder = (
+            None
+            if encoding is None or bodyless
+            else ContentDecoder(encoding, url=url, bodyless=bodyless)
         )
 
     async def read_chunk(self) -> bytes:
@@ -89,23 +95,28 @@ class BodyStream:
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     async def _read_bounded(self, size: int) -> bytes:
+        decoder = self._decoder
+        if decoder is None:
+            return await self._read_raw(size) if self._response is not None else b""
         while self._response is not None:
-            if self._decoder.pending():
-                data = self._decoder.feed(b"", size)
+            if decoder.pending():
+                data = decoder.feed(b"", size)
             else:
-                raw = await self._read_raw()
+                raw = await self._read_raw(-1)
                 if not raw:
-                    self._decoder.finish()
+                    decoder.finish()
                     return b""
-                data = self._decoder.feed(raw, size)
+                data = decoder.feed(raw, size)
             if data:
                 return data
         return b""
 
-    async def _read_raw(self) -> bytes:
+    async def _read_raw(self, size: int) -> bytes:
+        """What arrived of the raw body (waiting for it), at most ``size`` bytes if >= 0."""
         assert self._response is not None
+        content = self._response.content
         try:
-            return await self._response.content.readany()
+            return await (content.readany() if size < 0 else content.read(size))
         except (TimeoutError, aiohttp.ClientError) as exc:
             _raise_transport(exc, self.url, self._limits)
 
@@ -153,7 +164,12 @@ class Transport:
         self._live_timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=timeouts.connect, sock_read=timeouts.live_idle
         )
-        self._options = _request_options(limits)
+        # A watched read's caller bounds the silence itself, with one lazy timer (an SSE
+        # reader): aiohttp's sock_read cancels and schedules a timer on every arrival of
+        # bytes, five times per event on some servers, for every open connection.
+        self._watched_timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect)
+        self._options = _request_options(limits, writes=False)
+        self._write_options = _request_options(limits, writes=True)
         self.requests = 0
 
     @property
@@ -175,7 +191,9 @@ class Transport:
             raise ResourceClosedError("the borrowed aiohttp.ClientSession is closed")
         return self._client
 
-    def _timeout_for(self, *, live: bool, stream: bool) -> aiohttp.ClientTimeout:
+    def _timeout_for(self, *, live: bool, stream: bool, watched: bool) -> aiohttp.ClientTimeout:
+        if watched:
+            return self._watched_timeout
         if live:
             return self._live_timeout
         return self._stream_timeout if stream else self._timeout
@@ -208,11 +226,15 @@ class Transport:
         body: Body = None,
         live: bool = False,
         stream: bool = False,
+        watched: bool = False,
     ) -> Response | BodyStream:
         """Send one request. Any status is returned; only a missing response raises.
 
         With ``stream``, a 200 answer comes back open, as a :class:`BodyStream`; every
-        other answer is read whole (within ``Limits.max_body_bytes``).
+        other answer is read whole (within ``Limits.max_body_bytes``). A ``live`` request
+        tolerates ``Timeouts.live_idle`` of silence instead of ``Timeouts.request``; a
+        ``watched`` one any silence: its caller bounds the wait for the answer and for
+        every piece of its body.
         """
         session = self._session()
         self.requests += 1
@@ -224,8 +246,8 @@ class Transport:
                 headers={"accept-encoding": _ACCEPT_ENCODING, **headers},
                 params=params,
                 data=_payload(body),
-                timeout=self._timeout_for(live=live, stream=stream),
-                **self._options,
+                timeout=self._timeout_for(live=live, stream=stream, watched=watched),
+                **(self._write_options if method in _WRITE_METHODS else self._options),
             )
         except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
             _raise_transport(exc, url, self.limits)
@@ -242,20 +264,26 @@ class Transport:
             response.close()  # unread or refused: the connection cannot be reused
             raise
         response.release()
-        return Response(response.status, body_stream.headers, data)
+        return Response(response.status, _lower(response.headers), data)
 
 
 # aiohttp warns (ResourceWarning) about bytes bodies above 1 MiB, although they go out
 # in one buffered write; a one-chunk async iterable sends the same bytes, chunked.
 _LARGE_BODY = 2**20
-_SKIP_AUTO_HEADERS = ("Content-Type", "Accept-Encoding")
+# Accept-Encoding is always sent explicitly, so aiohttp never adds its own.
+_SKIP_AUTO_HEADERS = ("Content-Type",)
+_WRITE_METHODS = frozenset({"POST", "PUT", "PATCH"})
 # Only what ContentDecoder undoes (aiohttp would also offer br when brotli is installed).
 _ACCEPT_ENCODING = "gzip, deflate"
 _REQUEST_PARAMETERS = frozenset(inspect.signature(aiohttp.ClientSession._request).parameters)
 
 
-def _request_options(limits: Limits) -> dict[str, Any]:
-    """The options every request states, whatever the client session's defaults are."""
+def _request_options(limits: Limits, *, writes: bool) -> dict[str, Any]:
+    """The options every request states, whatever the client session's defaults are.
+
+    ``writes``: for the methods that may carry a body (the others need no Content-Type
+    left out, and aiohttp's handling of ``skip_auto_headers`` costs a set per request).
+    """
     options: dict[str, Any] = {
         # Redirects are decided by the session (writes never follow one).
         "allow_redirects": False,
@@ -266,7 +294,7 @@ def _request_options(limits: Limits) -> dict[str, Any]:
         "auto_decompress": False,
         # aiohttp would label every body-less PUT and POST as octet-stream; the
         # protocol decides (a fork without Content-Type inherits the source's).
-        "skip_auto_headers": _SKIP_AUTO_HEADERS,
+        "skip_auto_headers": _SKIP_AUTO_HEADERS if writes else None,
         "max_line_size": limits.max_header_bytes,
         "max_field_size": limits.max_header_bytes,
     }

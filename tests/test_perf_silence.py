@@ -9,9 +9,9 @@ import pytest
 from durable_streams._reader_sse import SilenceTimer
 
 
-async def _wait(timer: SilenceTimer, seconds: float) -> str:
+async def _wait(timer: SilenceTimer, seconds: float, limit: float | None = None) -> str:
     """Wait ``seconds`` under the timer: "done", or "expired" if the timer interrupted it."""
-    timer.start()
+    timer.start(limit)
     try:
         await asyncio.sleep(seconds)
     except asyncio.CancelledError:
@@ -63,3 +63,18 @@ async def test_a_closed_timer_interrupts_nothing() -> None:
     timer.close()
     await asyncio.sleep(0.05)  # the timer would have fired here
     assert await asyncio.wait_for(asyncio.sleep(0, "ok"), 1) == "ok"
+
+
+async def test_a_shorter_limit_for_one_wait_moves_the_armed_timer_earlier() -> None:
+    timer = SilenceTimer(30)
+    try:
+        assert await _wait(timer, 0.01) == "done"  # armed for 30 s from here
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        assert await _wait(timer, 5, limit=0.05) == "expired"
+        assert timer.began >= began
+        assert loop.time() - timer.began < 5
+        # The next wait has the timer's own limit again.
+        assert await _wait(timer, 0.1) == "done"
+    finally:
+        timer.close()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import codecs
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .._errors import LimitExceededError, ParseError
 from .framing import _loads
@@ -24,12 +24,20 @@ def _utf8_len(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode())
 
 
-@dataclass(frozen=True, slots=True)
-class SSEEvent:
+def _split_lines(text: str) -> list[str]:
+    """``text`` split at its line ends; the last piece is what follows the last one."""
+    # Without a CR, the only line end is LF, and str.split is several times faster.
+    return _LINE_END.split(text) if "\r" in text else text.split("\n")
+
+
+class SSEEvent(NamedTuple):
     """One dispatched event: its type (``message`` when unnamed) and its joined data."""
 
     type: str
     data: str
+
+
+_new_event = tuple.__new__  # builds an SSEEvent without a call of its generated __new__
 
 
 class SSEParser:
@@ -57,6 +65,7 @@ class SSEParser:
         "_event_exact",
         "_event_size",
         "_has_event",
+        "_held",
         "_max_event",
         "_max_line",
         "_open",
@@ -71,6 +80,7 @@ class SSEParser:
         self._max_line = max_line
         self._max_event = max_event
         self._decoder = codecs.getincrementaldecoder("utf-8")()
+        self._held = False  # the decoder holds the start of a UTF-8 sequence
         # The line not ended yet, in pieces, and its length in UTF-8 bytes.
         self._open: list[str] = []
         self._open_bytes = 0
@@ -86,10 +96,11 @@ class SSEParser:
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         """Parse more of the body; return the events it completed."""
-        text = self._decoder.decode(chunk)
+        # ASCII with no sequence pending is valid UTF-8 whatever it holds.
+        text = chunk.decode() if chunk.isascii() and not self._held else self._decode(chunk)
         if not text:
             return []
-        lines = _LINE_END.split(text)
+        lines = _split_lines(text)
         tail = lines.pop()  # after the last line end: the start of a line still open
         if self._skip_lf:
             self._skip_lf = False
@@ -99,19 +110,20 @@ class SSEParser:
         if lines:
             self._skip_lf = text[-1] == "\r"
             if self._open:
-                first = lines[0]
-                self._check_open(first)
-                self._open.append(first)
-                lines[0] = "".join(self._open)
-                self._open = []
-                self._open_bytes = 0
+                lines[0] = self._close_open(lines[0])
             quarter = self._max_line // 4  # a line of no more characters fits in any case
             for line in lines:
+                if not line:  # a blank line dispatches the event
+                    if self._has_event:
+                        events.append(
+                            _new_event(SSEEvent, (self._type or "message", "\n".join(self._data)))
+                        )
+                        self._reset()
+                    continue
                 if len(line) > quarter and _utf8_len(line) > self._max_line:
                     raise self._line_too_long()
-                event = self._line(line)
-                if event is not None:
-                    events.append(event)
+                if line[0] != ":":  # not a comment
+                    self._field(line)
         if tail:
             self._open_bytes = self._check_open(tail)
             self._open.append(tail)
@@ -124,11 +136,26 @@ class SSEParser:
         a UTF-8 sequence. The parser is then as new.
         """
         self._decoder.decode(b"", final=True)
+        self._held = False
         self._open = []
         self._open_bytes = 0
         self._skip_lf = False
         self._reset()
         return []
+
+    def _decode(self, chunk: bytes) -> str:
+        text = self._decoder.decode(chunk)
+        self._held = bool(self._decoder.getstate()[0])
+        return text
+
+    def _close_open(self, end: str) -> str:
+        """The open line, ended by ``end``; raises if that is too long."""
+        self._check_open(end)
+        self._open.append(end)
+        line = "".join(self._open)
+        self._open = []
+        self._open_bytes = 0
+        return line
 
     def _check_open(self, piece: str) -> int:
         """The open line's length with ``piece`` added; raises if that is too long."""
@@ -142,11 +169,8 @@ class SSEParser:
             "SSE line is too long", limit="max_sse_line_bytes", maximum=self._max_line
         )
 
-    def _line(self, line: str) -> SSEEvent | None:
-        if not line:
-            return self._dispatch()
-        if line.startswith(":"):
-            return None
+    def _field(self, line: str) -> None:
+        """Take one line that is neither blank nor a comment."""
         name, sep, value = line.partition(":")
         if sep and value.startswith(" "):
             value = value[1:]
@@ -165,7 +189,6 @@ class SSEParser:
             self._type = value
             self._has_event = True
         # "id" and "retry" are ignored: resumption goes through offsets, not Last-Event-ID.
-        return None
 
     def _check_event(self) -> None:
         if not self._event_exact:
@@ -176,13 +199,6 @@ class SSEParser:
             raise LimitExceededError(
                 "SSE event is too large", limit="max_sse_event_bytes", maximum=self._max_event
             )
-
-    def _dispatch(self) -> SSEEvent | None:
-        if not self._has_event:
-            return None
-        event = SSEEvent(self._type or "message", "\n".join(self._data))
-        self._reset()
-        return event
 
     def _reset(self) -> None:
         self._type = None

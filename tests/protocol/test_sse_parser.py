@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import itertools
-import re
 import time
 import tracemalloc
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import pytest
 from hypothesis import given, settings
@@ -294,21 +293,78 @@ def test_arbitrary_splits_give_the_same_events_as_one_feed(
     assert parse(split_at(body, cuts)) == expected
 
 
+class _NotAscii(bytes):
+    """A chunk that claims not to be ASCII, which sends it through the UTF-8 decoder."""
+
+    def isascii(self) -> bool:
+        return False
+
+
+_Outcome = tuple[list[SSEEvent], tuple[int, str, str | None] | None]
+
+
+def _outcome(chunks: list[bytes], *, general: bool, max_line: int, max_event: int) -> _Outcome:
+    """The events of ``chunks`` and the error that stopped them: (chunk, type, limit)."""
+    parser = SSEParser(max_line=max_line, max_event=max_event)
+    events: list[SSEEvent] = []
+    for index, chunk in enumerate([*chunks, None]):
+        try:
+            if chunk is None:
+                events.extend(parser.flush())
+            else:
+                events.extend(parser.feed(_NotAscii(chunk) if general else chunk))
+        except (UnicodeDecodeError, ds.LimitExceededError) as exc:
+            return events, (index, type(exc).__name__, getattr(exc, "limit", None))
+    return events, None
+
+
+_sse_pieces = st.sampled_from(
+    [b"event: data\n", b"event: control\n", b"data:", b"data: ", b"\n", b"\r", b"\r\n"]
+)
+_utf8_pieces = st.sampled_from([b": c\n", b"xyz", b"\xc3\xa9", b"\xc3", b"\xa9", b"\xff"])
+# A chunk: random bytes, random SSE-like text, or pieces of SSE and of UTF-8 sequences.
+_sse_chunks = st.one_of(
+    st.binary(max_size=40),
+    st.text(alphabet="event:dat \r\n:x{}é😀\u2028", max_size=40).map(str.encode),
+    st.lists(_sse_pieces | _utf8_pieces | st.just("\u2028".encode()), max_size=6).map(b"".join),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    chunks=st.lists(_sse_chunks, max_size=10),
+    max_line=st.integers(1, 40),
+    max_event=st.integers(1, 60),
+)
+def test_fast_path_gives_the_same_events_and_errors_as_the_general_path(
+    chunks: list[bytes], max_line: int, max_event: int
+) -> None:
+    # The fast path (an ASCII chunk skips the UTF-8 decoder, text without CR is split on
+    # LF alone) against the general one (every chunk decoded and split by the pattern),
+    # on the same chunks, limits included.
+    limits = {"max_line": max_line, "max_event": max_event}
+    fast = _outcome(chunks, general=False, **limits)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sse, "_split_lines", sse._LINE_END.split)
+        general = _outcome(chunks, general=True, **limits)
+    assert fast == general
+
+
 # -- linear work and bounded memory --------------------------------------------------------
 
 MiB = 1024 * 1024
 
 
-class _CountingPattern:
-    """Wraps the parser's line-end pattern and counts the characters it is asked to scan."""
+class _CountingSplit:
+    """Wraps the parser's line splitter and counts the characters it is asked to scan."""
 
-    def __init__(self, pattern: re.Pattern[str]) -> None:
-        self.pattern = pattern
+    def __init__(self, split: Callable[[str], list[str]]) -> None:
+        self.split = split
         self.scanned = 0
 
-    def split(self, text: str) -> list[str]:
+    def __call__(self, text: str) -> list[str]:
         self.scanned += len(text)
-        return self.pattern.split(text)
+        return self.split(text)
 
 
 def _feed_in_pieces(parser: SSEParser, body: bytes, piece: int) -> list[SSEEvent]:
@@ -328,8 +384,8 @@ def _feed_all(parser: SSEParser, chunks: Iterable[bytes], fed: list[bytes] | Non
 
 def test_a_long_line_in_small_pieces_is_scanned_once(monkeypatch: pytest.MonkeyPatch) -> None:
     # Re-scanning the open line on every feed would scan 8 MiB / 64 KiB / 2 = 64 times it.
-    counter = _CountingPattern(sse._LINE_END)
-    monkeypatch.setattr(sse, "_LINE_END", counter)
+    counter = _CountingSplit(sse._split_lines)
+    monkeypatch.setattr(sse, "_split_lines", counter)
     body = b"data: " + b"x" * (8 * MiB) + b"\n\n"
     events = _feed_in_pieces(SSEParser(), body, 64 * 1024)
     assert events == [SSEEvent("message", "x" * (8 * MiB))]
@@ -347,8 +403,8 @@ def test_an_8_mib_line_in_64_kib_pieces_is_fast() -> None:
 
 
 def test_many_short_events_in_pieces_are_scanned_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    counter = _CountingPattern(sse._LINE_END)
-    monkeypatch.setattr(sse, "_LINE_END", counter)
+    counter = _CountingSplit(sse._split_lines)
+    monkeypatch.setattr(sse, "_split_lines", counter)
     body = b"".join(b"event: data\ndata: %d\n\n" % i for i in range(20000))
     events = _feed_in_pieces(SSEParser(), body, 1000)
     assert [e.data for e in events] == [str(i) for i in range(20000)]

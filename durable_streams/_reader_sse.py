@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from ._errors import ParseError
@@ -190,16 +189,18 @@ class SSEConnection:
         spans: list[tuple[Control, list[Any]]] = []
         if not events:
             return spans
-        offset = str(at)
-        decode = self._decoder(offset)
-        for event in events:
-            if event.type == "data":
-                self.pending.extend(decode(event.data))
-                self.pending_size += len(event.data)
+        offset, url = str(at), self.url
+        for kind, data in events:
+            if kind == "data":
+                if self.json:
+                    self.pending.extend(parse_json_event(data, offset=offset, url=url))
+                else:
+                    self.pending.extend(self._bytes(data, offset))
+                self.pending_size += len(data)
                 if self.pending_size > self._max_pending:
                     raise SSEOverflow
-            elif event.type == "control":
-                control = parse_control(event.data, offset=offset, url=self.url)
+            elif kind == "control":
+                control = parse_control(data, offset=offset, url=url)
                 spans.append((control, self.pending))
                 self.pending, self.pending_size = [], 0
                 if control.closed:
@@ -207,13 +208,11 @@ class SSEConnection:
             # Unknown event types are skipped: the protocol may grow new ones.
         return spans
 
-    def _decoder(self, offset: str) -> Callable[[str], list[Any]]:
-        url = self.url
+    def _bytes(self, data: str, offset: str) -> list[bytes]:
+        """The item of a data event on a byte stream (none for an empty payload)."""
         # A byte payload that decodes to nothing is no item, as an empty body is none.
         if self.base64:
-            return lambda data: (
-                [b] if (b := decode_base64_event(data, offset=offset, url=url)) else []
-            )
-        if self.json:
-            return lambda data: parse_json_event(data, offset=offset, url=url)
-        return lambda data: [data.encode()] if data else []
+            payload = decode_base64_event(data, offset=offset, url=self.url)
+        else:
+            payload = data.encode()
+        return [payload] if payload else []

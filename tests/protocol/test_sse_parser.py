@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import time
 import tracemalloc
 from collections.abc import Callable, Iterable
@@ -604,3 +605,96 @@ def test_bad_control_raises_parse_error_with_the_offset(data: str) -> None:
         parse_control(data, offset="0_5", url="http://h/s")
     assert info.value.offset == "0_5"
     assert info.value.url == "http://h/s"
+
+
+_control_strings = st.one_of(
+    st.text(max_size=8),
+    st.sampled_from(["", "0_1", "0000000000000000_0000000000000423", 'a"b', "a\\b", "\x1f"]),
+)
+_control_values = st.one_of(_control_strings, st.booleans(), st.none(), st.integers(-1, 1))
+_control_objects = st.dictionaries(
+    st.sampled_from(["streamNextOffset", "streamCursor", "upToDate", "streamClosed", "x"]),
+    _control_values,
+)
+
+
+@st.composite
+def control_texts(draw: st.DrawFn) -> str:
+    """Control data: mostly JSON objects written as a server would, sometimes damaged."""
+    value = draw(_control_objects)
+    compact = draw(st.booleans())
+    text = json.dumps(
+        value,
+        separators=(",", ":") if compact else None,
+        ensure_ascii=draw(st.booleans()),
+    )
+    if draw(st.integers(0, 3)) == 0:  # damaged: a character dropped, changed or added
+        at = draw(st.integers(0, len(text)))
+        text = text[:at] + draw(st.sampled_from(["", "\x00", '"', "\\", " ", "}"])) + text[at + 1 :]
+    return text
+
+
+def _control_outcome(parse: Callable[..., Control], data: str) -> Control | str:
+    try:
+        return parse(data, offset="0_5", url="http://h/s")
+    except ds.ParseError as exc:
+        return f"ParseError: {exc}"
+
+
+# Plain text with at most one character that JSON escapes or forbids in a string.
+_raw_strings = st.tuples(
+    st.text(alphabet="a_0ué", max_size=4),
+    st.sampled_from(["", '"', "\\", "\\u0041", "\x00", "\x1f", "\x7f"]),
+    st.text(alphabet="a_0ué", max_size=4),
+).map("".join)
+
+
+@st.composite
+def common_looking_controls(draw: st.DrawFn) -> str:
+    """Text in the common control's form, its strings put in as they are (unescaped)."""
+    tail = draw(st.sampled_from(["", ',"upToDate":true', ',"upToDate":false', ',"x":1']))
+    offset, cursor = draw(_raw_strings), draw(_raw_strings)
+    return f'{{"streamNextOffset":"{offset}","streamCursor":"{cursor}"{tail}}}'
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.one_of(control_texts(), st.text(max_size=40)))
+def test_control_shortcut_gives_what_the_json_parser_gives(data: str) -> None:
+    assert _control_outcome(parse_control, data) == _control_outcome(sse._parse_control_json, data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=common_looking_controls())
+def test_control_shortcut_on_text_of_the_common_form(data: str) -> None:
+    # Whatever its strings hold (quotes, escapes, control characters), the shortcut
+    # gives the JSON parser's result or leaves the text to it.
+    assert _control_outcome(parse_control, data) == _control_outcome(sse._parse_control_json, data)
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (
+            '{"streamNextOffset":"0_1","streamCursor":"c1","upToDate":true}',
+            Control(next_offset="0_1", cursor="c1", up_to_date=True, closed=False),
+        ),
+        (
+            '{"streamNextOffset":"0_1","streamCursor":"c1"}',
+            Control(next_offset="0_1", cursor="c1", up_to_date=False, closed=False),
+        ),
+        (
+            '{"streamNextOffset":"0_1","streamCursor":""}',
+            Control(next_offset="0_1", cursor="", up_to_date=False, closed=False),
+        ),
+    ],
+    ids=["live", "catching-up", "empty-cursor"],
+)
+def test_the_common_controls_skip_the_json_parser(
+    data: str, expected: Control, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The forms the reference server writes while live and while catching up.
+    def refuse(*_: object, **__: object) -> Control:
+        raise AssertionError("the JSON parser was asked")
+
+    monkeypatch.setattr(sse, "_parse_control_json", refuse)
+    assert parse_control(data, offset=None) == expected

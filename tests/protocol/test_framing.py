@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import sys
 from typing import Any
 
 import pytest
@@ -395,6 +396,85 @@ def test_integers_beyond_64_bits_are_read_back_exactly(value: int) -> None:
     [message] = parse_json_body(encode_json_append(value), offset=None)
     assert type(message) is int
     assert message == value
+
+
+# The standard parser's results, with or without the fast extra (tests/test_perf_fastjson.py
+# compares the two in depth).
+
+
+@pytest.mark.parametrize(
+    ("body", "messages"),
+    [
+        (b"[18446744073709551616, -9223372036854775809]", [2**64, -(2**63) - 1]),
+        (b"[1e400, -1e400, 1e-400]", [math.inf, -math.inf, 0.0]),
+        (b'["\\ud800", "\\udc00x"]', ["\ud800", "\udc00x"]),
+        (b'[{"a": 1, "b": 2, "a": 3}]', [{"a": 3, "b": 2}]),
+        (b" \t\r\n[ 1 ,\n2 ]\r\n", [1, 2]),
+    ],
+    ids=[
+        "big-integers",
+        "huge-exponents",
+        "lone-surrogate-escapes",
+        "duplicate-keys",
+        "whitespace",
+    ],
+)
+def test_a_body_reads_as_the_standard_parser_reads_it(body: bytes, messages: list[Any]) -> None:
+    assert parse_json_body(body, offset=None) == messages
+    assert parse_json_event(body.decode(), offset=None) == messages
+
+
+def test_minus_zero_is_an_integer_zero_or_a_negative_float_zero() -> None:
+    for read in (
+        parse_json_body(b"[-0, -0.0]", offset=None),
+        parse_json_event("[-0, -0.0]", offset=None),
+    ):
+        integer, real = read
+        assert type(integer) is int
+        assert integer == 0
+        assert type(real) is float
+        assert math.copysign(1.0, real) == -1.0
+
+
+def test_duplicate_keys_keep_the_first_place_and_the_last_value() -> None:
+    [message] = parse_json_body(b'[{"b": 1, "a": 2, "b": 3}]', offset=None)
+    assert list(message.items()) == [("b", 3), ("a", 2)]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"\xef\xbb\xbf[1]",
+        b"\x0c[1]",
+        b"[1]\x0b",
+        b'["a\tb"]',
+        b'["\x00"]',
+        b"[" + b"7" * (sys.get_int_max_str_digits() + 1) + b"]",
+        b"[" * 5000 + b"]" * 5000,
+        b"1],[2",
+    ],
+    ids=[
+        "byte-order-mark",
+        "form-feed",
+        "vertical-tab",
+        "raw-tab-in-string",
+        "raw-nul-in-string",
+        "integer-beyond-the-digit-limit",
+        "nested-beyond-the-recursion-limit",
+        "two-halves",
+    ],
+)
+def test_what_the_standard_parser_refuses_is_a_parse_error(body: bytes) -> None:
+    with pytest.raises(ds.ParseError):
+        parse_json_body(body, offset=None)
+    with pytest.raises(ds.ParseError):
+        parse_json_event(body.decode(), offset=None)
+
+
+def test_a_refused_event_holding_a_lone_surrogate_is_a_parse_error() -> None:
+    # Not from the SSE parser (it decodes UTF-8 strictly), but the error must be this one.
+    with pytest.raises(ds.ParseError, match="SSE data event"):
+        parse_json_event('["\ud800", NaN]', offset=None)
 
 
 # -- JSON SSE data events -----------------------------------------------------------------------

@@ -69,9 +69,11 @@ class _State(enum.Enum):
 
 
 _FETCHING: Final = frozenset({_State.CATCH_UP, _State.LONG_POLL, _State.SSE})
-_OVER: Final = frozenset({_State.DONE, _State.ENDED})
-# For the hot path of message iteration: an enum member's lookup costs more than the rest.
+# For the hot path of message iteration: an enum member's lookup costs more than the rest,
+# and ``in`` a set of them runs Enum.__hash__, Python code: compare identities instead.
 _CLOSED: Final = _State.CLOSED
+_DONE: Final = _State.DONE
+_ENDED: Final = _State.ENDED
 
 
 class _BodyRead:
@@ -295,7 +297,8 @@ class StreamReader:
                 # _more() inline, and _step()'s awaitable awaited here: every coroutine
                 # between a waiting live reader and its socket costs a frame per reader
                 # and a resumption per chunk.
-                if self._state is _CLOSED or self._state in _OVER:
+                state = self._state
+                if state is _CLOSED or state is _DONE or state is _ENDED:
                     if not await self._more():
                         raise StopAsyncIteration
                 else:

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 __all__ = ["DynamicValue", "Session", "SessionStatistics"]
 
 
-Prepared = tuple[dict[str, str], list[tuple[str, str]]]
+Prepared = tuple[Mapping[str, str], str]
 
 # Reads follow at most this many same-origin 307/308 redirects; writes follow none.
 MAX_REDIRECTS = 5
@@ -254,18 +254,22 @@ class Session:
     # -- requests (internal) --------------------------------------------------------
 
     async def _prepare(self, headers: Mapping[str, str], params: Mapping[str, str]) -> Prepared:
-        merged_headers = {k.lower(): await _resolve(v) for k, v in self.headers.items()}
-        merged_headers.update(headers)
-        merged_params: dict[str, str] = {}
-        for key, value in self.params.items():
-            if key in RESERVED_PARAMS:
-                raise InvalidArgumentError(
-                    f"query parameter {key!r} belongs to the protocol", argument="params"
-                )
-            merged_params[key] = await _resolve(value)
-        merged_params.update(params)
+        """The headers and the encoded query of one request: the session's, then its own."""
+        if self.headers:
+            own = {k.lower(): await _resolve(v) for k, v in self.headers.items()}
+            headers = {**own, **headers}
+        if self.params:
+            merged_params: dict[str, str] = {}
+            for key, value in self.params.items():
+                if key in RESERVED_PARAMS:
+                    raise InvalidArgumentError(
+                        f"query parameter {key!r} belongs to the protocol", argument="params"
+                    )
+                merged_params[key] = await _resolve(value)
+            merged_params.update(params)
+            params = merged_params
         # Sorted keys give identical requests identical URLs, so CDN caches can share them.
-        return merged_headers, sorted(merged_params.items())
+        return headers, urls.query(sorted(params.items())) if params else ""
 
     def _budget(self, *, live: bool = False) -> RetryBudget:
         """A fresh budget for one operation under the current policy."""
@@ -295,12 +299,12 @@ class Session:
         replayable = body is None or isinstance(body, bytes)
         target, hops = url, 0
         while True:
-            sent_headers, sent_params = await self._prepare(hdrs, prms)
+            sent_headers, query = await self._prepare(hdrs, prms)
             if budget.take_retry():
                 self._retries += 1
             try:
                 result = await self._transport.send(
-                    method, target, headers=sent_headers, params=sent_params,
+                    method, target, headers=sent_headers, query=query,
                     body=body, live=live, stream=stream, watched=watched,
                 )  # fmt: skip
             except TransportError as exc:

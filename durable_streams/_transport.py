@@ -92,6 +92,7 @@ class BodyStream:
                     url=self.url,
                 )
             parts.append(chunk)
+        self.release()
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     async def _read_bounded(self, size: int) -> bytes:
@@ -120,8 +121,14 @@ class BodyStream:
         except (TimeoutError, aiohttp.ClientError) as exc:
             _raise_transport(exc, self.url, self._limits)
 
+    def release(self) -> None:
+        """The body was read to its end: the connection goes back to the pool."""
+        response, self._response = self._response, None
+        if response is not None:
+            response.release()
+
     def close(self) -> None:
-        """Drop the connection. Safe to call more than once."""
+        """Drop the connection (unless the body was read to its end). Safe to call twice."""
         response, self._response = self._response, None
         if response is not None:
             response.close()
@@ -222,7 +229,7 @@ class Transport:
         url: str,
         *,
         headers: Mapping[str, str],
-        params: list[tuple[str, str]],
+        query: str = "",
         body: Body = None,
         live: bool = False,
         stream: bool = False,
@@ -241,10 +248,9 @@ class Transport:
         try:
             response = await session.request(
                 method,
-                # Built and percent-encoded by the session: sent exactly as it is.
-                yarl.URL(url, encoded=True),
+                # Built and percent-encoded by the session, query included: sent as it is.
+                yarl.URL(f"{url}?{query}" if query else url, encoded=True),
                 headers={"accept-encoding": _ACCEPT_ENCODING, **headers},
-                params=params,
                 data=_payload(body),
                 timeout=self._timeout_for(live=live, stream=stream, watched=watched),
                 **(self._write_options if method in _WRITE_METHODS else self._options),
@@ -263,7 +269,6 @@ class Transport:
         except BaseException:
             response.close()  # unread or refused: the connection cannot be reused
             raise
-        response.release()
         return Response(response.status, _lower(response.headers), data)
 
 

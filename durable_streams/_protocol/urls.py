@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
+from collections.abc import Iterable
 from urllib.parse import quote, unquote, urljoin, urlsplit
 
 from .._errors import InvalidArgumentError
@@ -11,6 +13,9 @@ from .._errors import InvalidArgumentError
 # and "@"); everything else, "%" included, is percent-encoded, so a name is never read
 # as a query, a fragment, an escape or another segment.
 _SEGMENT_SAFE = "-._~!$&'()*+,;=:@"
+# A query name or value of only unreserved characters (offsets, cursors, "sse") goes as
+# it is; any other is percent-encoded whole but for those (a space is %20, "+" is %2B).
+_QUERY_PLAIN = re.compile(r"[A-Za-z0-9_.~-]*")
 
 
 def origin(url: str) -> tuple[str, str, int]:
@@ -71,6 +76,24 @@ def check_stream_url(url: str) -> str:
     # Percent-encode what is not yet (spaces, non-ASCII); escapes already there stay.
     path = quote(parts.path, safe="/%" + _SEGMENT_SAFE)
     return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+def query(pairs: Iterable[tuple[str, str]]) -> str:
+    """The encoded query string of ``pairs``, in their order (``""`` for none).
+
+    Raises:
+        InvalidArgumentError: a name or value no URL can carry (a lone surrogate).
+    """
+    plain = _QUERY_PLAIN.fullmatch
+    try:
+        return "&".join(
+            f"{k if plain(k) else quote(k, safe='')}={v if plain(v) else quote(v, safe='')}"
+            for k, v in pairs
+        )
+    except UnicodeEncodeError as exc:
+        raise InvalidArgumentError(
+            f"a query parameter cannot be encoded: {exc}", argument="params"
+        ) from None
 
 
 def join(base_url: str, path: str) -> str:

@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl
 
 import pytest
 from aioresponses import aioresponses
@@ -37,7 +38,7 @@ class Sent:
     method: str
     path: str
     headers: Mapping[str, str]  # names lower-cased
-    params: list[tuple[str, str]]  # as passed: the order is the library's
+    params: list[tuple[str, str]]  # decoded from the URL, in the library's order
     body: bytes | None
     options: Mapping[str, Any]
 
@@ -57,7 +58,9 @@ def sent(mock: aioresponses) -> list[Sent]:
         for call in calls:
             kwargs = dict(call.kwargs)
             headers = {k.lower(): v for k, v in (kwargs.pop("headers", None) or {}).items()}
-            params = list(kwargs.pop("params", None) or [])
+            # The library sends its query already encoded, in the URL (params stays unset).
+            assert not kwargs.pop("params", None)
+            params = parse_qsl(url.raw_query_string, keep_blank_values=True)
             body = kwargs.pop("data", None)
             out.append(Sent(method, url.path, headers, params, body, kwargs))
     return out

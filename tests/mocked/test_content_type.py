@@ -15,10 +15,16 @@ from tests.mocked.conftest import BASE, FAST, OFFSET_1, Answers, Sent, sent, url
 
 
 def no_content_type(request: Sent) -> bool:
-    """No Content-Type from us, and none from aiohttp either."""
-    return "content-type" not in request.headers and "Content-Type" in request.options.get(
-        "skip_auto_headers", ()
-    )
+    """No Content-Type from us, and none from aiohttp either.
+
+    aiohttp labels only body-less POST and PUT (measured on 3.13 and 3.14): those are told
+    to skip it; GET, HEAD and DELETE pass no ``skip_auto_headers`` (it costs aiohttp a set
+    per request).
+    """
+    skipped = request.options.get("skip_auto_headers") or ()
+    if request.method in ("POST", "PUT"):
+        return "content-type" not in request.headers and "Content-Type" in skipped
+    return "content-type" not in request.headers and request.body is None
 
 
 async def test_create_states_the_streams_type_and_a_fork_inherits_it(

@@ -35,12 +35,16 @@ class Timeouts:
 
     Attributes:
         connect: opening a new TCP connection. (Waiting for a free connection in a full
-            pool is bounded by ``request`` for ordinary requests, and not at all for live
-            reads: size ``Session(max_connections=...)`` for your readers.)
+            pool is bounded by ``request`` for ordinary requests, and by ``live_idle`` for
+            live reads, which then back off and ask again: size
+            ``Session(max_connections=...)`` for your readers.)
         request: a whole non-live request and its response body.
         live_idle: the longest silence tolerated on a live read (long-poll or SSE) before
-            the connection is treated as dead and the read reconnects. Keep it above the
-            server's long-poll wait (30 s on the reference server).
+            the connection is treated as dead and the read reconnects: the wait for the
+            answer, for each piece of a long-poll's body, and between bytes of an SSE
+            connection. Keep it above the server's long-poll wait (30 s on the reference
+            server). The reader enforces it with one timer of its own, not one per
+            arrival of bytes.
         sse_probe: the silence on an open SSE connection after which a live reader asks
             the server (with a ``HEAD`` request, keeping the connection) whether the
             stream still exists. A deleted stream's SSE connection may stay open and

@@ -79,10 +79,13 @@ _ENDED: Final = _State.ENDED
 class _BodyRead:
     """A byte-stream response body being delivered piece by piece."""
 
-    __slots__ = ("delivered", "meta", "offset", "received", "skip", "stream")
+    __slots__ = ("delivered", "live", "meta", "offset", "received", "skip", "stream")
 
-    def __init__(self, stream: BodyStream, meta: Batch[Any], start: Position) -> None:
+    def __init__(
+        self, stream: BodyStream, meta: Batch[Any], start: Position, *, live: bool
+    ) -> None:
         self.stream = stream
+        self.live = live  # the answer to a long-poll: its silence is the reader's to bound
         self.meta = meta  # the answer's position and flags, from its headers
         self.offset = start.offset
         self.skip = start.skip  # bytes at the start still to drop (delivered before)
@@ -142,6 +145,7 @@ class StreamReader:
         # Set first: __del__ looks at them even when validation below fails.
         self._sse: SSEConnection | None = None
         self._body: _BodyRead | None = None
+        self._idle: SilenceTimer | None = None  # bounds a long-poll's silence (live_idle)
         at = parse_position(offset)
         if not any(
             live is mode or (isinstance(mode, str) and live == mode) for mode in _LIVE_MODES
@@ -247,6 +251,8 @@ class StreamReader:
         else:
             self._drop_sse()
             self._drop_body()
+            # The idle timer stays: another task may still be waiting on a long-poll
+            # (unarmed, it fires at most once more, within live_idle, and does nothing).
 
     def _live_state(self) -> _State:
         if self._live is False:
@@ -281,6 +287,8 @@ class StreamReader:
             self._sse.close()
         if self._body is not None:
             self._body.stream.close()
+        if self._idle is not None:
+            self._idle.close()
 
     # -- the reading styles, all taking from one queue -----------------------------------
 
@@ -451,6 +459,8 @@ class StreamReader:
         """
         if self._state is _State.CLOSED:
             raise ResourceClosedError("this reader was closed while it was being read")
+        if self._idle is not None:
+            self._idle.stop()  # a backoff is no silence of the server's
         delay = self._budget.next_delay()
         if delay is None:
             raise exc
@@ -470,7 +480,40 @@ class StreamReader:
     # -- catch-up and long-poll -------------------------------------------------------
 
     async def _poll_step(self) -> None:
-        live = self._state is _State.LONG_POLL
+        if self._state is not _State.LONG_POLL:
+            await self._poll(live=False)
+            return
+        idle = self._idle_timer()
+        if idle is None:
+            await self._poll(live=True)
+            return
+        # The request is watched (aiohttp bounds no silence, which would move a timer on
+        # every arrival of bytes): this one lazy timer bounds the wait for the answer and
+        # for its body by Timeouts.live_idle.
+        idle.start()
+        try:
+            await self._poll(live=True)
+        except asyncio.CancelledError:
+            if not idle.expired():
+                raise
+        else:
+            return
+        finally:
+            idle.stop()
+        self._drop_body()
+        await self._read_failed(_silent_for(idle.limit, self._stream.url))
+
+    def _idle_timer(self) -> SilenceTimer | None:
+        """The reader's one timer on the wait for a live answer (None: no live_idle)."""
+        if self._idle is None:
+            limit = self._stream.session.timeout.live_idle
+            if limit is None:
+                return None
+            self._idle = SilenceTimer(limit)
+        return self._idle
+
+    async def _poll(self, *, live: bool) -> None:
+        """One catch-up or long-poll request, and its JSON body if it has one."""
         params = {h.PARAM_OFFSET: self._at.offset}
         if self._cursor is not None:
             params[h.PARAM_CURSOR] = self._cursor
@@ -478,7 +521,7 @@ class StreamReader:
             params[h.PARAM_LIVE] = "long-poll"
         session, url = self._stream.session, self._stream.url
         result = await session_wire(session).request(
-            "GET", url, params=params, budget=self._budget, live=live, stream=True
+            "GET", url, params=params, budget=self._budget, stream=True, watched=live
         )
         self._status = result.status
         if isinstance(result, Response):
@@ -506,7 +549,7 @@ class StreamReader:
         else:
             # The count of bytes already delivered from this offset stays in the position
             # until now, so a cancellation while the request was on its way loses nothing.
-            self._body = _BodyRead(result, meta, self._at)
+            self._body = _BodyRead(result, meta, self._at, live=live)
 
     async def _poll_answered(self, result: Response, *, live: bool) -> None:
         """A read answered without a body to stream: 204 (a long-poll's wait ended), or an error."""
@@ -542,8 +585,17 @@ class StreamReader:
 
     async def _body_step(self, body: _BodyRead) -> None:
         """Deliver the next piece of a byte-stream body, or finish it."""
+        idle = self._idle if body.live else None
+        if idle is not None:
+            idle.start()
         try:
             chunk = await body.stream.read_chunk()
+        except asyncio.CancelledError:
+            self._drop_body()
+            if idle is None or not idle.expired():
+                raise
+            await self._read_failed(_silent_for(idle.limit, self._stream.url))
+            return
         except BaseException as exc:
             # Data at an offset never changes: the next read asks for the same offset and
             # skips what this body already delivered (the position says how much), so
@@ -553,6 +605,9 @@ class StreamReader:
                 raise
             await self._read_failed(exc)
             return
+        finally:
+            if idle is not None:
+                idle.stop()
         if chunk:
             piece = body.take(chunk)
             if piece:
@@ -635,21 +690,20 @@ class StreamReader:
             params[h.PARAM_CURSOR] = self._cursor
         session, url = self._stream.session, self._stream.url
         timeouts = session.timeout
-        waiting = None if timeouts.live_idle is None else SilenceTimer(timeouts.live_idle)
+        waiting = self._idle_timer()
         if waiting is not None:
             waiting.start()
         try:
             result = await session_wire(session).request(
-                "GET", url, params=params, budget=self._budget, live=True, stream=True,
-                watched=True,
-            )  # fmt: skip
+                "GET", url, params=params, budget=self._budget, stream=True, watched=True
+            )
         except asyncio.CancelledError:
             if waiting is None or not waiting.expired():
                 raise
             result = None
         finally:
             if waiting is not None:
-                waiting.close()
+                waiting.stop()
         if result is None:
             await self._read_failed(_silent_for(timeouts.live_idle, url))
             return None

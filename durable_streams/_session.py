@@ -285,7 +285,6 @@ class Session:
         params: Mapping[str, str] | None = None,
         body: Body = None,
         budget: RetryBudget,
-        live: bool = False,
         stream: bool = False,
         watched: bool = False,
     ) -> Response | BodyStream:
@@ -305,7 +304,7 @@ class Session:
             try:
                 result = await self._transport.send(
                     method, target, headers=sent_headers, query=query,
-                    body=body, live=live, stream=stream, watched=watched,
+                    body=body, stream=stream, watched=watched,
                 )  # fmt: skip
             except TransportError as exc:
                 delay = budget.next_delay() if replayable else None
@@ -372,16 +371,9 @@ class Session:
         params: Mapping[str, str] | None = None,
         body: Body = None,
         budget: RetryBudget,
-        live: bool = False,
     ) -> Response:
         result = await self._request(
-            method,
-            url,
-            headers=headers,
-            params=params,
-            body=body,
-            budget=budget,
-            live=live,
+            method, url, headers=headers, params=params, body=body, budget=budget
         )
         assert isinstance(result, Response)
         return result

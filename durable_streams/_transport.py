@@ -167,13 +167,11 @@ class Transport:
         self._stream_timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=timeouts.connect, sock_read=timeouts.request
         )
-        # Live reads wait on the server by design: no total limit, only a limit on silence.
-        self._live_timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=timeouts.connect, sock_read=timeouts.live_idle
-        )
-        # A watched read's caller bounds the silence itself, with one lazy timer (an SSE
-        # reader): aiohttp's sock_read cancels and schedules a timer on every arrival of
-        # bytes, five times per event on some servers, for every open connection.
+        # A watched read (a live read: it waits on the server by design) has no total
+        # limit, and its caller bounds the silence with one lazy timer (the reader's, by
+        # Timeouts.live_idle): aiohttp's sock_read would cancel and schedule a timer on
+        # every arrival of bytes, five times per SSE event on some servers, for every
+        # open connection.
         self._watched_timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect)
         self._options = _request_options(limits, writes=False)
         self._write_options = _request_options(limits, writes=True)
@@ -198,11 +196,9 @@ class Transport:
             raise ResourceClosedError("the borrowed aiohttp.ClientSession is closed")
         return self._client
 
-    def _timeout_for(self, *, live: bool, stream: bool, watched: bool) -> aiohttp.ClientTimeout:
+    def _timeout_for(self, *, stream: bool, watched: bool) -> aiohttp.ClientTimeout:
         if watched:
             return self._watched_timeout
-        if live:
-            return self._live_timeout
         return self._stream_timeout if stream else self._timeout
 
     async def aclose(self) -> None:
@@ -231,17 +227,15 @@ class Transport:
         headers: Mapping[str, str],
         query: str = "",
         body: Body = None,
-        live: bool = False,
         stream: bool = False,
         watched: bool = False,
     ) -> Response | BodyStream:
         """Send one request. Any status is returned; only a missing response raises.
 
         With ``stream``, a 200 answer comes back open, as a :class:`BodyStream`; every
-        other answer is read whole (within ``Limits.max_body_bytes``). A ``live`` request
-        tolerates ``Timeouts.live_idle`` of silence instead of ``Timeouts.request``; a
-        ``watched`` one any silence: its caller bounds the wait for the answer and for
-        every piece of its body.
+        other answer is read whole (within ``Limits.max_body_bytes``). A ``watched``
+        request tolerates any silence: its caller bounds the wait for the answer and for
+        every piece of its body (otherwise ``Timeouts.request`` does).
         """
         session = self._session()
         self.requests += 1
@@ -252,7 +246,7 @@ class Transport:
                 yarl.URL(f"{url}?{query}" if query else url, encoded=True),
                 headers={"accept-encoding": _ACCEPT_ENCODING, **headers},
                 data=_payload(body),
-                timeout=self._timeout_for(live=live, stream=stream, watched=watched),
+                timeout=self._timeout_for(stream=stream, watched=watched),
                 **(self._write_options if method in _WRITE_METHODS else self._options),
             )
         except (TimeoutError, aiohttp.ClientError, ValueError) as exc:

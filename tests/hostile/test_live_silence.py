@@ -1,9 +1,9 @@
-"""A silent server on an SSE read: the reader, not aiohttp, bounds the silence.
+"""A silent server on a live read: the reader, not aiohttp, bounds the silence.
 
-SSE requests are *watched* (no aiohttp ``sock_read`` timer, which would move on every
-arrival of bytes on every open connection): the reader's own timers must then bound both
-the wait for the answer and the silence of an open connection, by ``Timeouts.live_idle``,
-with ``Timeouts.sse_probe`` HEAD requests in between.
+Live requests are *watched* (no aiohttp ``sock_read`` timer, which would move on every
+arrival of bytes on every open connection): the reader's own timers must then bound the
+wait for the answer, for a long-poll's body and the silence of an open SSE connection,
+by ``Timeouts.live_idle``, with ``Timeouts.sse_probe`` HEAD requests in between on SSE.
 """
 
 from __future__ import annotations
@@ -15,7 +15,16 @@ import pytest
 from aiohttp import web
 
 import durable_streams as ds
-from tests.hostile.servers import JSON, OFFSET, Handler, HostileServer, by_live, stub
+from tests.hostile.servers import (
+    BYTES,
+    JSON,
+    OFFSET,
+    Handler,
+    HostileServer,
+    by_live,
+    drop_mid_body,
+    stub,
+)
 
 _SSE = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 _CONTROL = (
@@ -52,7 +61,31 @@ def _session(server: HostileServer, *, idle: float, probe: float | None) -> ds.S
 
 
 def _sse_gets(server: HostileServer) -> int:
-    return sum(1 for r in server.seen(method="GET") if ("live", "sse") in r.query)
+    return _live_gets(server, "sse")
+
+
+def _live_gets(server: HostileServer, mode: str) -> int:
+    return sum(1 for r in server.seen(method="GET") if ("live", mode) in r.query)
+
+
+def _headers_then_silence(stopping: asyncio.Event, content_type: str) -> Handler:
+    """A long-poll answer whose status and headers come, and then no byte of its body."""
+
+    async def handle(request: web.BaseRequest) -> web.StreamResponse:
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": content_type,
+                "Stream-Next-Offset": OFFSET,
+                "Stream-Cursor": "7",
+                "Content-Length": "64",
+            }
+        )
+        await response.prepare(request)
+        await response.write(b"[" if content_type == JSON else b"ab")
+        await stopping.wait()
+        return response
+
+    return handle
 
 
 async def test_an_sse_answer_that_never_comes_times_out_and_is_retried(
@@ -116,3 +149,51 @@ async def test_a_deleted_streams_probe_still_ends_the_read(hostile: HostileServe
                 async for _ in reader.batches():
                     pass
     assert _sse_gets(hostile) == 1
+
+
+async def test_a_long_poll_that_never_answers_times_out_and_is_retried(
+    hostile: HostileServer,
+) -> None:
+    hostile.handler = by_live(stub(), _never_answers(hostile.stopping))
+    started = time.monotonic()
+    async with _session(hostile, idle=0.3, probe=None) as session:
+        reader = session.stream("s", content_type=JSON).read(live="long-poll")
+        with pytest.raises(ds.RequestTimeoutError, match="live_idle"):
+            async with asyncio.timeout(20):
+                await reader.read_all()
+    assert _live_gets(hostile, "long-poll") == 2
+    assert time.monotonic() - started >= 0.6
+
+
+@pytest.mark.parametrize("content_type", [JSON, BYTES])
+async def test_a_long_poll_body_gone_silent_times_out(
+    hostile: HostileServer, content_type: str
+) -> None:
+    hostile.handler = by_live(
+        stub(content_type), _headers_then_silence(hostile.stopping, content_type)
+    )
+    async with _session(hostile, idle=0.3, probe=None) as session:
+        reader = session.stream("s", content_type=content_type).read(live="long-poll")
+        with pytest.raises(ds.RequestTimeoutError, match="live_idle"):
+            async with asyncio.timeout(20):
+                async for _ in reader.batches():
+                    pass
+        # Nothing of the silent bodies was delivered: the position is where they began.
+        assert reader.position.startswith(OFFSET)
+    assert _live_gets(hostile, "long-poll") == 2
+
+
+async def test_a_long_poll_cut_short_is_still_a_transport_failure(
+    hostile: HostileServer,
+) -> None:
+    cut = drop_mid_body(
+        {"Content-Type": JSON, "Stream-Next-Offset": OFFSET, "Stream-Cursor": "7"}
+    )
+    hostile.handler = by_live(stub(), cut)
+    async with _session(hostile, idle=30, probe=None) as session:
+        reader = session.stream("s", content_type=JSON).read(live="long-poll")
+        with pytest.raises(ds.NetworkError):
+            async with asyncio.timeout(20):
+                async for _ in reader.batches():
+                    pass
+    assert _live_gets(hostile, "long-poll") == 2

@@ -42,6 +42,11 @@ def media_type(content_type: str | None) -> str:
     """The bare, lower-case media type of a ``Content-Type`` value."""
     if not content_type:
         return ""
+    return _media_type(content_type)
+
+
+@functools.lru_cache(maxsize=64)  # asked once per response: a stream has one type
+def _media_type(content_type: str) -> str:
     return content_type.split(";", 1)[0].strip().lower()
 
 

@@ -690,34 +690,39 @@ class StreamReader:
             params[h.PARAM_CURSOR] = self._cursor
         session, url = self._stream.session, self._stream.url
         timeouts = session.timeout
-        waiting = self._idle_timer()
-        if waiting is not None:
-            waiting.start()
-        try:
-            result = await session_wire(session).request(
-                "GET", url, params=params, budget=self._budget, stream=True, watched=True
-            )
-        except asyncio.CancelledError:
-            if waiting is None or not waiting.expired():
-                raise
-            result = None
-        finally:
-            if waiting is not None:
-                waiting.stop()
-        if result is None:
-            await self._read_failed(_silent_for(timeouts.live_idle, url))
-            return None
-        self._status = result.status
-        if isinstance(result, Response):
-            raise error_for(result.status, result.headers, op=Op.READ, url=url)
+        # One timer per connection: first on the wait for the answer, then on its silence.
         limits = [t for t in (timeouts.sse_probe, timeouts.live_idle) if t is not None]
-        return SSEConnection(
-            result,
-            session.limits,
-            json=is_json(self._stream.content_type),
-            url=url,
-            silence=min(limits) if limits else None,
-        )
+        silence = SilenceTimer(min(limits)) if limits else None
+        waiting = silence if timeouts.live_idle is not None else None
+        connection: SSEConnection | None = None
+        try:
+            if waiting is not None:
+                waiting.start(timeouts.live_idle)
+            try:
+                result = await session_wire(session).request(
+                    "GET", url, params=params, budget=self._budget, stream=True, watched=True
+                )
+            except asyncio.CancelledError:
+                if waiting is None or not waiting.expired():
+                    raise
+                result = None  # no answer within live_idle
+            finally:
+                if waiting is not None:
+                    waiting.stop()
+            if result is not None:
+                self._status = result.status
+                if isinstance(result, Response):
+                    raise error_for(result.status, result.headers, op=Op.READ, url=url)
+                json = is_json(self._stream.content_type)
+                connection = SSEConnection(
+                    result, session.limits, json=json, url=url, silence=silence
+                )
+        finally:
+            if connection is None and silence is not None:
+                silence.close()
+        if connection is None:
+            await self._read_failed(_silent_for(timeouts.live_idle, url))
+        return connection
 
     async def _sse_silent(self, connection: SSEConnection, silence: SilenceTimer) -> bytes:
         """The next chunk of a connection silent for ``silence.limit`` seconds already.

@@ -53,7 +53,16 @@ class SilenceTimer:
     ``Task.uncancel``), and :meth:`expired` then says so.
     """
 
-    __slots__ = ("_cancelling", "_deadline", "_fired", "_handle", "_since", "_task", "limit")
+    __slots__ = (
+        "_armed",
+        "_cancelling",
+        "_deadline",
+        "_fired",
+        "_handle",
+        "_since",
+        "_task",
+        "limit",
+    )
 
     def __init__(self, limit: float) -> None:
         self.limit = limit
@@ -61,6 +70,7 @@ class SilenceTimer:
         self._task: asyncio.Task[Any] | None = None  # the task waiting, while it waits
         self._since = 0.0
         self._deadline = 0.0
+        self._armed = 0.0  # when the armed handle fires
         self._cancelling = 0
         self._fired = False
 
@@ -75,13 +85,14 @@ class SilenceTimer:
         assert task is not None
         loop = task.get_loop()
         self._task, self._since, self._cancelling = task, loop.time(), task.cancelling()
-        self._deadline = self._since + (self.limit if limit is None else limit)
+        deadline = self._since + (self.limit if limit is None else limit)
+        self._deadline = deadline
         handle = self._handle
-        if handle is None:
-            self._handle = loop.call_at(self._deadline, self._fire)
-        elif limit is not None and handle.when() > self._deadline:
-            handle.cancel()  # armed for a later deadline than this shorter wait's
-            self._handle = loop.call_at(self._deadline, self._fire)
+        if handle is None or self._armed > deadline:
+            if handle is not None:
+                handle.cancel()  # armed for a later deadline than this wait's (a longer one)
+            self._armed = deadline
+            self._handle = loop.call_at(deadline, self._fire)
 
     def stop(self) -> None:
         """The wait ended (the timer stays armed for the next one)."""
@@ -110,6 +121,7 @@ class SilenceTimer:
         loop = task.get_loop()
         deadline = self._deadline
         if loop.time() < deadline:
+            self._armed = deadline
             self._handle = loop.call_at(deadline, self._fire)
             return
         self._fired = True
@@ -146,12 +158,13 @@ class SSEConnection:
         *,
         json: bool,
         url: str,
-        silence: float | None = None,
+        silence: SilenceTimer | None = None,
     ) -> None:
         self.body = body
         self.url = url
-        # None: no probe. Else the silence after which the reader probes the stream.
-        self.silence = SilenceTimer(silence) if silence is not None else None
+        # The connection's one timer (closed with it): the silence after which the reader
+        # probes the stream or gives the connection up. None: no limit, no probe.
+        self.silence = silence
         self.parser = SSEParser(
             max_line=limits.max_sse_line_bytes, max_event=limits.max_sse_event_bytes
         )

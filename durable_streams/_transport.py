@@ -75,6 +75,13 @@ class BodyStream:
 
     async def read_chunk(self) -> bytes:
         """The next decoded bytes of the body as they arrive; ``b""`` at the end."""
+        response = self._response
+        if self._decoder is None and response is not None:
+            # Inline, no frame of its own: a live reader waits here, thousands at a time.
+            try:
+                return await response.content.read(self._limits.max_chunk_bytes)
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                _raise_transport(exc, self.url, self._limits)
         return await self._read_bounded(self._limits.max_chunk_bytes)
 
     async def read_all(self) -> bytes:
@@ -123,12 +130,12 @@ class BodyStream:
     async def _read_bounded(self, size: int) -> bytes:
         decoder = self._decoder
         if decoder is None:
-            return await self._read_raw(size) if self._response is not None else b""
+            return b""  # closed (an open identity body is read by the callers)
         while self._response is not None:
             if decoder.pending():
                 data = decoder.feed(b"", size)
             else:
-                raw = await self._read_raw(-1)
+                raw = await self._read_raw()
                 if not raw:
                     decoder.finish()
                     return b""
@@ -137,12 +144,11 @@ class BodyStream:
                 return data
         return b""
 
-    async def _read_raw(self, size: int) -> bytes:
-        """What arrived of the raw body (waiting for it), at most ``size`` bytes if >= 0."""
+    async def _read_raw(self) -> bytes:
+        """What arrived of the raw body (waiting for it)."""
         assert self._response is not None
-        content = self._response.content
         try:
-            return await (content.readany() if size < 0 else content.read(size))
+            return await self._response.content.readany()
         except (TimeoutError, aiohttp.ClientError) as exc:
             _raise_transport(exc, self.url, self._limits)
 

@@ -78,3 +78,16 @@ async def test_a_shorter_limit_for_one_wait_moves_the_armed_timer_earlier() -> N
         assert await _wait(timer, 0.1) == "done"
     finally:
         timer.close()
+
+
+async def test_a_longer_wait_first_does_not_delay_the_next_shorter_one() -> None:
+    # The wait for an SSE answer has live_idle; the connection's waits then the probe's.
+    timer = SilenceTimer(0.05)
+    try:
+        assert await _wait(timer, 0.01, limit=30) == "done"  # armed for 30 s from here
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        assert await _wait(timer, 5) == "expired"
+        assert loop.time() - began < 5
+    finally:
+        timer.close()

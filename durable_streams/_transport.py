@@ -218,7 +218,15 @@ class Transport:
             raise ResourceClosedError("the session is closed")
         if self._client is None:
             connector = aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0)
-            self._client = aiohttp.ClientSession(connector=connector)
+            # The options as the session's own defaults: each request then states only
+            # what has no default (fewer keyword arguments per request, the hot path).
+            defaults = _request_options(self.limits, writes=True)
+            per_request = {"allow_redirects": defaults.pop("allow_redirects")}
+            if defaults.keys() <= _SESSION_PARAMETERS:
+                self._client = aiohttp.ClientSession(connector=connector, **defaults)
+                self._options = self._write_options = per_request
+            else:
+                self._client = aiohttp.ClientSession(connector=connector)
             # aiohttp silently resends an idempotent request once when a kept-alive
             # connection turns out closed; the retry budget must see every request.
             if hasattr(self._client, "_retry_connection"):
@@ -306,6 +314,7 @@ _WRITE_METHODS = frozenset({"POST", "PUT", "PATCH"})
 # Only what ContentDecoder undoes (aiohttp would also offer br when brotli is installed).
 _ACCEPT_ENCODING = "gzip, deflate"
 _REQUEST_PARAMETERS = frozenset(inspect.signature(aiohttp.ClientSession._request).parameters)
+_SESSION_PARAMETERS = frozenset(inspect.signature(aiohttp.ClientSession.__init__).parameters)
 
 
 def _request_options(limits: Limits, *, writes: bool) -> dict[str, Any]:

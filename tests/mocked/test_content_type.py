@@ -1,13 +1,15 @@
 """Content-Type and the options every request states explicitly.
 
 aiohttp labels a body-less PUT or POST ``application/octet-stream`` unless told not to;
-the protocol decides instead. A mocked transport sees the headers the library passes and
-the ``skip_auto_headers`` that keeps aiohttp from adding its own (that aiohttp honours it
-on the wire is shown against a raw server, in tests/hostile).
+the protocol decides instead. A mocked transport sees the headers the library passes and,
+on a borrowed ``aiohttp.ClientSession``, the options it states on every request (an owned
+one carries them as its own defaults, which the mock does not see). That aiohttp honours
+them on the wire is shown against a raw server, in tests/hostile (test_wire_shape.py).
 """
 
 from __future__ import annotations
 
+import aiohttp
 from aioresponses import aioresponses
 
 import durable_streams as ds
@@ -15,15 +17,7 @@ from tests.mocked.conftest import BASE, FAST, OFFSET_1, Answers, Sent, sent, url
 
 
 def no_content_type(request: Sent) -> bool:
-    """No Content-Type from us, and none from aiohttp either.
-
-    aiohttp labels only body-less POST and PUT (measured on 3.13 and 3.14): those are told
-    to skip it; GET, HEAD and DELETE pass no ``skip_auto_headers`` (it costs aiohttp a set
-    per request).
-    """
-    skipped = request.options.get("skip_auto_headers") or ()
-    if request.method in ("POST", "PUT"):
-        return "content-type" not in request.headers and "Content-Type" in skipped
+    """No Content-Type from us, and no body for aiohttp to label."""
     return "content-type" not in request.headers and request.body is None
 
 
@@ -95,15 +89,36 @@ async def test_every_request_states_its_options(mock: aioresponses, answers: Ans
     answers.create("/o")
     answers.append("/o")
     answers.read("/o", [1])
-    async with ds.Session(BASE, retry=FAST) as session:
+    async with (
+        aiohttp.ClientSession(raise_for_status=True, auto_decompress=True) as client,
+        ds.Session(BASE, retry=FAST, client_session=client) as session,
+    ):
         stream = session.stream("/o")
         await stream.create(content_type="application/json")
         await stream.append(1)
         await stream.read_all()
-    for request in sent(mock):
+    requests = sent(mock)
+    assert sorted(r.method for r in requests) == ["GET", "POST", "PUT"]
+    for request in requests:
         # A borrowed aiohttp.ClientSession's defaults can change none of these.
         assert request.options["allow_redirects"] is False
         assert request.options["raise_for_status"] is False
         assert request.options["auto_decompress"] is False
         assert request.options["middlewares"] == ()
+        assert request.options["max_line_size"] == ds.Limits().max_header_bytes
         assert request.headers["accept-encoding"] == "gzip, deflate"
+        if request.method in ("POST", "PUT"):
+            assert "Content-Type" in request.options["skip_auto_headers"]
+
+
+async def test_an_owned_session_states_only_what_has_no_default(
+    mock: aioresponses, answers: Answers
+) -> None:
+    answers.read("/o", [1])
+    async with ds.Session(BASE, retry=FAST) as session:
+        await session.stream("/o").read_all()
+    (request,) = sent(mock)
+    # The rest are the owned aiohttp.ClientSession's own defaults (tests/hostile shows
+    # them at work: redirects, statuses, gzip bombs).
+    assert request.options == {"allow_redirects": False, "timeout": request.options["timeout"]}
+    assert request.headers["accept-encoding"] == "gzip, deflate"

@@ -268,8 +268,7 @@ class Session:
                 merged_params[key] = await _resolve(value)
             merged_params.update(params)
             params = merged_params
-        # Sorted keys give identical requests identical URLs, so CDN caches can share them.
-        return headers, urls.query(sorted(params.items())) if params else ""
+        return headers, _query(params)
 
     def _budget(self, *, live: bool = False) -> RetryBudget:
         """A fresh budget for one operation under the current policy."""
@@ -298,7 +297,10 @@ class Session:
         replayable = body is None or isinstance(body, bytes)
         target, hops = url, 0
         while True:
-            sent_headers, query = await self._prepare(hdrs, prms)
+            if self.headers or self.params:
+                sent_headers, query = await self._prepare(hdrs, prms)
+            else:  # nothing of the session's to merge or resolve: no coroutine for it
+                sent_headers, query = hdrs, _query(prms)
             if budget.take_retry():
                 self._retries += 1
             try:
@@ -418,6 +420,11 @@ class Wire:
 def session_wire(session: Session) -> Wire:
     """The package-internal request interface of ``session``."""
     return session._wire
+
+
+def _query(params: Mapping[str, str]) -> str:
+    # Sorted keys give identical requests identical URLs, so CDN caches can share them.
+    return urls.query(sorted(params.items())) if params else ""
 
 
 async def _resolve(value: DynamicValue) -> str:

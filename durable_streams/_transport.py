@@ -86,46 +86,36 @@ class BodyStream:
 
     async def read_all(self) -> bytes:
         """The rest of the body, refused past ``Limits.max_body_bytes`` once decoded."""
-        if self._decoder is None and self._response is not None:
-            return await self._read_all_plain(self._response)
         maximum = self._limits.max_body_bytes
         parts: list[bytes] = []
         total = 0
+        response = self._response
+        if self._decoder is None and response is not None:
+            # No Content-Encoding (the hot path): read in this frame; at_eof() after a
+            # piece saves the read that would only say "the end".
+            content = response.content
+            try:
+                while not content.at_eof() and (chunk := await content.read(maximum - total + 1)):
+                    total += len(chunk)
+                    if total > maximum:
+                        raise self._too_large(maximum)
+                    parts.append(chunk)
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                _raise_transport(exc, self.url, self._limits)
+            self.release()
+            return parts[0] if len(parts) == 1 else b"".join(parts)
         while chunk := await self._read_bounded(maximum - total + 1):
             total += len(chunk)
             if total > maximum:
-                raise LimitExceededError(
-                    "response body is too large",
-                    limit="max_body_bytes",
-                    maximum=maximum,
-                    url=self.url,
-                )
+                raise self._too_large(maximum)
             parts.append(chunk)
         self.release()
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
-    async def _read_all_plain(self, response: aiohttp.ClientResponse) -> bytes:
-        """:meth:`read_all` of a body without Content-Encoding (one frame: the hot path)."""
-        maximum = self._limits.max_body_bytes
-        content = response.content
-        parts: list[bytes] = []
-        total = 0
-        try:
-            # at_eof() after a piece saves the read that would only say "the end".
-            while not content.at_eof() and (chunk := await content.read(maximum - total + 1)):
-                total += len(chunk)
-                if total > maximum:
-                    raise LimitExceededError(
-                        "response body is too large",
-                        limit="max_body_bytes",
-                        maximum=maximum,
-                        url=self.url,
-                    )
-                parts.append(chunk)
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            _raise_transport(exc, self.url, self._limits)
-        self.release()
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+    def _too_large(self, maximum: int) -> LimitExceededError:
+        return LimitExceededError(
+            "response body is too large", limit="max_body_bytes", maximum=maximum, url=self.url
+        )
 
     async def _read_bounded(self, size: int) -> bytes:
         decoder = self._decoder

@@ -405,7 +405,7 @@ class Aim:
     offset: str = "-1"
 
 
-_READ = "BodyStream._read_raw"  # every body read (bytes, SSE, JSON) waits for bytes here
+_READ = "BodyStream."  # every body read (bytes, SSE, JSON) waits for bytes in one of its methods
 _BACKOFF = "StreamReader._read_failed>sleep"
 _HELD = Plan(Fault.STALL, after=MID, stall=3.0)  # a body held in its middle
 _HELD_HEAD = Plan(Fault.STALL, after=0, stall=3.0)  # an answer held before its first byte

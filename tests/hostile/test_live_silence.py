@@ -60,6 +60,13 @@ def _session(server: HostileServer, *, idle: float, probe: float | None) -> ds.S
     )
 
 
+async def _drain(reader: ds.StreamReader) -> None:
+    """Take every batch until the reader stops (it should, with an error), within 20 s."""
+    async with asyncio.timeout(20):
+        async for _ in reader.batches():
+            pass
+
+
 def _sse_gets(server: HostileServer) -> int:
     return _live_gets(server, "sse")
 
@@ -88,19 +95,20 @@ def _headers_then_silence(stopping: asyncio.Event, content_type: str) -> Handler
     return handle
 
 
-async def test_an_sse_answer_that_never_comes_times_out_and_is_retried(
-    hostile: HostileServer,
+@pytest.mark.parametrize("mode", ["sse", "long-poll"])
+async def test_a_live_answer_that_never_comes_times_out_and_is_retried(
+    hostile: HostileServer, mode: ds.LiveMode
 ) -> None:
     hostile.handler = by_live(stub(), _never_answers(hostile.stopping))
     started = time.monotonic()
     async with _session(hostile, idle=0.3, probe=None) as session:
-        reader = session.stream("s", content_type=JSON).read(live="sse")
+        reader = session.stream("s", content_type=JSON).read(live=mode)
         with pytest.raises(ds.RequestTimeoutError, match="live_idle"):
             async with asyncio.timeout(20):
                 await reader.read_all()
     elapsed = time.monotonic() - started
-    # One retry allowed (live_max_retries=1): two SSE requests, each given 0.3 s.
-    assert _sse_gets(hostile) == 2
+    # One retry allowed (live_max_retries=1): two live requests, each given 0.3 s.
+    assert _live_gets(hostile, str(mode)) == 2
     assert elapsed >= 0.6
 
 
@@ -110,9 +118,7 @@ async def test_an_open_sse_connection_gone_silent_times_out(hostile: HostileServ
     async with _session(hostile, idle=0.3, probe=None) as session:
         reader = session.stream("s", content_type=JSON).read(live="sse")
         with pytest.raises(ds.RequestTimeoutError, match="live_idle"):
-            async with asyncio.timeout(20):
-                async for _ in reader.batches():
-                    pass
+            await _drain(reader)
     assert _sse_gets(hostile) == 2
     assert time.monotonic() - started >= 0.6
     assert not hostile.seen(method="HEAD")  # sse_probe=None: no probe
@@ -123,9 +129,7 @@ async def test_probes_run_until_live_idle_ends_the_connection(hostile: HostileSe
     async with _session(hostile, idle=0.5, probe=0.2) as session:
         reader = session.stream("s", content_type=JSON).read(live="sse")
         with pytest.raises(ds.RequestTimeoutError, match="live_idle"):
-            async with asyncio.timeout(20):
-                async for _ in reader.batches():
-                    pass
+            await _drain(reader)
     # Each connection: probes after 0.2 s and 0.4 s of silence, then the last wait is cut
     # to what is left of 0.5 s (one probe fewer if a probe took longer than 0.1 s).
     heads = len(hostile.seen(method="HEAD"))
@@ -145,24 +149,8 @@ async def test_a_deleted_streams_probe_still_ends_the_read(hostile: HostileServe
     async with _session(hostile, idle=60, probe=0.2) as session:
         reader = session.stream("s", content_type=JSON).read(live="sse")
         with pytest.raises(ds.StreamNotFoundError):
-            async with asyncio.timeout(20):
-                async for _ in reader.batches():
-                    pass
+            await _drain(reader)
     assert _sse_gets(hostile) == 1
-
-
-async def test_a_long_poll_that_never_answers_times_out_and_is_retried(
-    hostile: HostileServer,
-) -> None:
-    hostile.handler = by_live(stub(), _never_answers(hostile.stopping))
-    started = time.monotonic()
-    async with _session(hostile, idle=0.3, probe=None) as session:
-        reader = session.stream("s", content_type=JSON).read(live="long-poll")
-        with pytest.raises(ds.RequestTimeoutError, match="live_idle"):
-            async with asyncio.timeout(20):
-                await reader.read_all()
-    assert _live_gets(hostile, "long-poll") == 2
-    assert time.monotonic() - started >= 0.6
 
 
 @pytest.mark.parametrize("content_type", [JSON, BYTES])
@@ -175,9 +163,7 @@ async def test_a_long_poll_body_gone_silent_times_out(
     async with _session(hostile, idle=0.3, probe=None) as session:
         reader = session.stream("s", content_type=content_type).read(live="long-poll")
         with pytest.raises(ds.RequestTimeoutError, match="live_idle"):
-            async with asyncio.timeout(20):
-                async for _ in reader.batches():
-                    pass
+            await _drain(reader)
         # Nothing of the silent bodies was delivered: the position is where they began.
         assert reader.position.startswith(OFFSET)
     assert _live_gets(hostile, "long-poll") == 2
@@ -186,14 +172,10 @@ async def test_a_long_poll_body_gone_silent_times_out(
 async def test_a_long_poll_cut_short_is_still_a_transport_failure(
     hostile: HostileServer,
 ) -> None:
-    cut = drop_mid_body(
-        {"Content-Type": JSON, "Stream-Next-Offset": OFFSET, "Stream-Cursor": "7"}
-    )
+    cut = drop_mid_body({"Content-Type": JSON, "Stream-Next-Offset": OFFSET, "Stream-Cursor": "7"})
     hostile.handler = by_live(stub(), cut)
     async with _session(hostile, idle=30, probe=None) as session:
         reader = session.stream("s", content_type=JSON).read(live="long-poll")
         with pytest.raises(ds.NetworkError):
-            async with asyncio.timeout(20):
-                async for _ in reader.batches():
-                    pass
+            await _drain(reader)
     assert _live_gets(hostile, "long-poll") == 2

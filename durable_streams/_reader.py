@@ -24,7 +24,7 @@ from ._errors import (
 )
 from ._log import log
 from ._protocol import headers as h
-from ._protocol.errors import Op, error_for
+from ._protocol.errors import Op, error_for, is_retryable_status, retry_after
 from ._protocol.framing import is_json, parse_json_body
 from ._protocol.redact import redact_url
 from ._reader_queue import (
@@ -451,7 +451,9 @@ class StreamReader:
             self._enter(self._live_state())
         return advanced
 
-    async def _read_failed(self, exc: DurableStreamsError) -> None:
+    async def _read_failed(
+        self, exc: DurableStreamsError, *, retry_after: float | None = None
+    ) -> None:
         """Back off within the phase's budget after a failure, or give up with ``exc``.
 
         The failures are those the session could not retry itself: a body cut short, an
@@ -461,7 +463,7 @@ class StreamReader:
             raise ResourceClosedError("this reader was closed while it was being read")
         if self._idle is not None:
             self._idle.stop()  # a backoff is no silence of the server's
-        delay = self._budget.next_delay()
+        delay = self._budget.next_delay(retry_after)
         if delay is None:
             raise exc
         log.debug(
@@ -520,6 +522,10 @@ class StreamReader:
         if live:
             params[h.PARAM_LIVE] = "long-poll"
         session, url = self._stream.session, self._stream.url
+        if live and is_json(self._stream.content_type):
+            # The session's other readers at this position ask the same: one request.
+            await self._poll_shared(url, params)
+            return
         result = await session_wire(session).request(
             "GET", url, params=params, budget=self._budget, stream=True, watched=live
         )
@@ -551,6 +557,35 @@ class StreamReader:
             # until now, so a cancellation while the request was on its way loses nothing.
             self._body = _BodyRead(result, meta, self._at, live=live)
 
+    async def _poll_shared(self, url: str, params: dict[str, str]) -> None:
+        """A long-poll of a JSON stream, shared with the session's readers asking the same.
+
+        The answer comes whole and is judged as this reader's own answer; a failure, or a
+        status worth retrying, is backed off within this reader's budget.
+        """
+        try:
+            answer = await session_wire(self._stream.session).poll(url, params, budget=self._budget)
+        except TransportError as exc:
+            await self._read_failed(exc)
+            return
+        except LimitExceededError as exc:
+            raise self._located(exc) from None
+        self._status = status = answer.status
+        if status != 200:
+            if is_retryable_status(status):
+                error = error_for(status, answer.headers, op=Op.READ, url=url)
+                await self._read_failed(error, retry_after=retry_after(answer.headers))
+                return
+            await self._poll_answered(answer, live=True)
+            return
+        meta = self._meta(answer.headers, status)
+        objection = self._objection(meta)
+        if objection is not None:
+            await self._object(objection)
+            return
+        self._require_cursor(meta, "long-poll response", status=status, headers=answer.headers)
+        await self._take_json(answer.body, meta)
+
     async def _poll_answered(self, result: Response, *, live: bool) -> None:
         """A read answered without a body to stream: 204 (a long-poll's wait ended), or an error."""
         if result.status != 204:
@@ -575,6 +610,10 @@ class StreamReader:
             raise self._located(exc) from None
         finally:
             result.close()
+        await self._take_json(body, meta)
+
+    async def _take_json(self, body: bytes, meta: Batch[Any]) -> None:
+        """Judge and take the messages of a JSON answer's whole body."""
         received = parse_json_body(body, offset=str(self._at), url=self._stream.url)
         items, skip_left = skip_units(received, self._at.skip, in_bytes=False)
         objection = self._objection(meta, had_data=bool(received), skip_left=skip_left)

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from ._config import Limits, RetryPolicy, Timeouts
 from ._errors import InvalidArgumentError, RedirectError, TransportError
+from ._live_share import SharedPolls
 from ._log import log
 from ._protocol import urls
 from ._protocol.errors import is_retryable_status, retry_after
@@ -131,6 +132,7 @@ class Session:
         self._timeout = timeout or Timeouts()
         self._limits = limits or Limits()
         self._retries = 0
+        self._polls = SharedPolls(self._poll_once)
         self._wire = Wire(self)
         self._transport = Transport(
             timeouts=self._timeout,
@@ -173,6 +175,7 @@ class Session:
 
         Readers and producers created from this session stop working; close them first.
         """
+        self._polls.close()
         await self._transport.aclose()
 
     async def __aenter__(self) -> Session:
@@ -380,6 +383,26 @@ class Session:
         assert isinstance(result, Response)
         return result
 
+    async def _shared_poll(
+        self, url: str, params: Mapping[str, str], *, budget: RetryBudget
+    ) -> Response:
+        """A live long-poll, sent once for every reader of this session asking the same.
+
+        The answer is read whole, whatever its status; ``budget`` is the reader's (its
+        retries are counted here, the reader decides them). See ``_live_share``.
+        """
+        if budget.take_retry():
+            self._retries += 1
+        return await self._polls.poll(url, params)
+
+    async def _poll_once(self, url: str, params: Mapping[str, str]) -> Response:
+        # One attempt, watched: every waiting reader bounds its own wait, and retries.
+        result = await self._request(
+            "GET", url, params=params, budget=self._retry.budget(0), watched=True
+        )
+        assert isinstance(result, Response)
+        return result
+
 
 class Wire:
     """A session's requests, as the library's handles use them (package-internal).
@@ -388,15 +411,17 @@ class Wire:
     :func:`session_wire` of their session, never through its private members: one retry
     budget per operation, redirects decided, credentials only to trusted origins.
     ``request`` and ``fetch`` are the session's own request methods (see
-    ``Session._request``): one definition, no copy of their signatures.
+    ``Session._request``): one definition, no copy of their signatures; ``poll`` is a
+    live long-poll shared by the readers that ask the same (``Session._shared_poll``).
     """
 
-    __slots__ = ("_session", "fetch", "request")
+    __slots__ = ("_session", "fetch", "poll", "request")
 
     def __init__(self, session: Session) -> None:
         self._session = session
         self.request = session._request
         self.fetch = session._fetch
+        self.poll = session._shared_poll
 
     @property
     def retry(self) -> RetryPolicy:

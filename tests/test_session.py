@@ -509,8 +509,10 @@ async def test_question_mark_in_a_name_is_part_of_the_name(
 
 
 async def test_pool_serves_200_concurrent_long_poll_readers(
-    session: ds.Session, json_stream: ds.Stream
+    session: ds.Session, byte_stream: ds.Stream
 ) -> None:
+    # A byte stream: long-polls of a JSON stream's readers at one position are shared
+    # (tests/test_live_share.py), those of a byte stream hold a connection each.
     readers = 200
     caught_up = 0
     all_caught_up = asyncio.Event()
@@ -518,7 +520,7 @@ async def test_pool_serves_200_concurrent_long_poll_readers(
     async def follow() -> list[Any]:
         nonlocal caught_up
         items: list[Any] = []
-        async with json_stream.read(live="long-poll") as reader:
+        async with byte_stream.read(live="long-poll") as reader:
             async for batch in reader.batches():
                 items.extend(batch.items)
                 if batch.up_to_date and not batch.items and not batch.closed:
@@ -539,11 +541,11 @@ async def test_pool_serves_200_concurrent_long_poll_readers(
             # pool's acquired connections: all 200 long-polls must be in flight together.
             while len(connector._acquired) < readers:  # noqa: ASYNC110 - no event to await
                 await asyncio.sleep(0.005)
-            await json_stream.append({"hello": "everyone"})
-            await json_stream.close()
+            await byte_stream.append(b"hello, everyone")
+            await byte_stream.close()
             results = await asyncio.gather(*tasks)
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-    assert results == [[{"hello": "everyone"}]] * readers
+    assert [b"".join(items) for items in results] == [b"hello, everyone"] * readers

@@ -407,6 +407,9 @@ class Aim:
 
 _READ = "BodyStream."  # every body read (bytes, SSE, JSON) waits for bytes in one of its methods
 _BACKOFF = "StreamReader._read_failed>sleep"
+# A JSON stream's long-poll is shared by the session's readers at one position: its reader
+# waits for the session's poll; a byte stream's reader waits in its own request.
+_LIVE_POLL = {"json": "SharedPolls.poll", "bytes": "Transport.send"}
 _HELD = Plan(Fault.STALL, after=MID, stall=3.0)  # a body held in its middle
 _HELD_HEAD = Plan(Fault.STALL, after=0, stall=3.0)  # an answer held before its first byte
 AIMS = {
@@ -423,7 +426,7 @@ AIMS = {
     "cut, then cancelled in backoff, then in the re-request": Aim(
         False, ((_BACKOFF, 1), ("Transport.send", 2)), (Plan(Fault.CUT, MID), _HELD_HEAD)
     ),
-    "long-poll wait": Aim("long-poll", (("Transport.send", 0),)),
+    "long-poll wait": Aim("long-poll", (("long-poll", 0),)),
     "SSE read": Aim("sse", ((_READ, 0),)),
     "SSE retry backoff after a cut": Aim(
         "sse", ((_BACKOFF, 1),), (Plan(Fault.CUT, after=4_000),), "now"
@@ -530,7 +533,8 @@ async def test_reader_cancelled_at_a_wait_point_resumes_exactly(
         def live() -> bool:
             return aim.live is False or reader.mode == aim.live
 
-        for target, struck in aim.targets:
+        for aimed, struck in aim.targets:
+            target = _LIVE_POLL[kind] if aimed == "long-poll" else aimed
 
             def ready(struck: int = struck) -> bool:
                 return live() and proxy.stats().faults >= struck

@@ -1,0 +1,92 @@
+"""Identical long-polls of one session, sent once: request coalescing for fan-out.
+
+Readers of the same JSON stream in one session that wait at the same position ask the
+server the same question: ``GET <url>?offset=O&cursor=C&live=long-poll``. Sent once, its
+answer serves every one of them, so a thousand readers of one stream cost the server and
+the client one request per append instead of a thousand (the protocol's cursor exists so
+that CDNs can collapse such requests; this does it inside the process).
+
+Each reader still judges the answer itself (its position, its skip count, its retry
+budget) and parses the body itself, so no two readers share a message object. Only the
+answer is shared: its status, headers and body, read whole within
+``Limits.max_body_bytes``. A poll belongs to no reader: it runs in a task of its own,
+which a cancelled reader leaves running for the others; the last reader to leave cancels
+it. Failures reach every waiting reader, which retries within its own budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any
+
+from ._transport import Response
+
+__all__ = ["SharedPolls"]
+
+Fetch = Callable[[str, Mapping[str, str]], Coroutine[Any, Any, Response]]
+_Key = tuple[str, tuple[tuple[str, str], ...]]
+
+
+class _Poll:
+    __slots__ = ("task", "waiters")
+
+    def __init__(self, task: asyncio.Task[Response]) -> None:
+        self.task = task
+        self.waiters = 0
+
+
+class SharedPolls:
+    """The long-polls of one session in flight, by URL and query (package-internal).
+
+    ``fetch(url, params)`` sends one request and returns its whole answer, whatever its
+    status (the session's, with a budget of one attempt: the readers retry).
+    """
+
+    __slots__ = ("_fetch", "_polls")
+
+    def __init__(self, fetch: Fetch) -> None:
+        self._fetch = fetch
+        self._polls: dict[_Key, _Poll] = {}
+
+    def __len__(self) -> int:
+        """How many polls are in flight."""
+        return len(self._polls)
+
+    async def poll(self, url: str, params: Mapping[str, str]) -> Response:
+        """The answer to this long-poll: the one in flight for the same question, or a new one.
+
+        Raises what the request raised (a :class:`TransportError`), for every waiter.
+        """
+        key: _Key = (url, tuple(sorted(params.items())))
+        poll = self._polls.get(key)
+        if poll is None or poll.task.done():  # answered already: a new wait asks anew
+            task = asyncio.get_running_loop().create_task(self._fetch(url, params))
+            task.add_done_callback(_retrieve)
+            poll = self._polls[key] = _Poll(task)
+            task.add_done_callback(lambda _: self._forget(key, poll))
+        poll.waiters += 1
+        try:
+            return await asyncio.shield(poll.task)
+        finally:
+            poll.waiters -= 1
+            if not poll.waiters and not poll.task.done():
+                poll.task.cancel()  # no reader waits for it any more
+                self._forget(key, poll)
+
+    def close(self) -> None:
+        """Cancel every poll in flight (the session closes)."""
+        polls, self._polls = self._polls, {}
+        for poll in polls.values():
+            poll.task.cancel()
+
+    def _forget(self, key: _Key, poll: _Poll) -> None:
+        # A new poll for the same question may have begun since: leave that one.
+        if self._polls.get(key) is poll:
+            del self._polls[key]
+
+
+def _retrieve(task: asyncio.Task[Response]) -> None:
+    """Mark a failure as seen: every waiter may have left before it came."""
+    if not task.cancelled():
+        task.exception()

@@ -29,11 +29,35 @@ _Key = tuple[str, tuple[tuple[str, str], ...]]
 
 
 class _Poll:
-    __slots__ = ("task", "waiters")
+    """One request in flight and the readers waiting for its answer.
+
+    Each waiter has a future of its own, settled by the task's one done callback: a
+    waiter that leaves only lets its future go (``asyncio.shield`` would remove a
+    callback from the task's list, a scan per waiter: quadratic when thousands leave).
+    """
+
+    __slots__ = ("active", "futures", "task")
 
     def __init__(self, task: asyncio.Task[Response]) -> None:
         self.task = task
-        self.waiters = 0
+        self.futures: list[asyncio.Future[Response]] = []
+        self.active = 0  # waiters still waiting
+
+    def settle(self, task: asyncio.Task[Response]) -> None:
+        """The request ended: its answer (or its failure) to every waiter still there."""
+        futures, self.futures = self.futures, []
+        if task.cancelled():  # nobody waits any more, or the session or the loop closed
+            for future in futures:
+                future.cancel()
+            return
+        error = task.exception()
+        for future in futures:
+            if future.done():
+                continue
+            if error is None:
+                future.set_result(task.result())
+            else:
+                future.set_exception(error)
 
 
 class SharedPolls:
@@ -60,22 +84,25 @@ class SharedPolls:
         """
         key: _Key = (url, tuple(sorted(params.items())))
         poll = self._polls.get(key)
+        loop = asyncio.get_running_loop()
         if poll is None or poll.task.done():  # answered already: a new wait asks anew
-            task = asyncio.get_running_loop().create_task(self._fetch(url, params))
-            task.add_done_callback(_retrieve)
+            task = loop.create_task(self._fetch(url, params))
             poll = self._polls[key] = _Poll(task)
+            task.add_done_callback(poll.settle)
             task.add_done_callback(lambda _: self._forget(key, poll))
-        poll.waiters += 1
+        future: asyncio.Future[Response] = loop.create_future()
+        poll.futures.append(future)
+        poll.active += 1
         try:
-            return await asyncio.shield(poll.task)
+            return await future
         finally:
-            poll.waiters -= 1
-            if not poll.waiters and not poll.task.done():
+            poll.active -= 1
+            if not poll.active and not poll.task.done():
                 poll.task.cancel()  # no reader waits for it any more
                 self._forget(key, poll)
 
     def close(self) -> None:
-        """Cancel every poll in flight (the session closes)."""
+        """Cancel every poll in flight (the session closes), and so their waiters."""
         polls, self._polls = self._polls, {}
         for poll in polls.values():
             poll.task.cancel()
@@ -84,9 +111,3 @@ class SharedPolls:
         # A new poll for the same question may have begun since: leave that one.
         if self._polls.get(key) is poll:
             del self._polls[key]
-
-
-def _retrieve(task: asyncio.Task[Response]) -> None:
-    """Mark a failure as seen: every waiter may have left before it came."""
-    if not task.cancelled():
-        task.exception()

@@ -616,6 +616,9 @@ def _expect_catch_up(
     if any(name == "X-Huge" for name, _ in reply.headers):
         return ds.LimitExceededError
     if not bodiless and reply.framing in ("truncated-chunked", "short-length"):
+        if reply.status == 200 and not (next_offset or "").strip():
+            # The headers arrived whole and refuse the answer before its body is read.
+            return Rejected(ds.ParseError, "no Stream-Next-Offset")
         return ds.TransportError
     expected = _expect_intact(reply, body, next_offset)
     gzipped = dict(reply.headers).get("Content-Encoding") == "gzip"
@@ -660,6 +663,8 @@ def _status_error(status: int) -> type[ds.DurableStreamsError]:
     }
     if status in table:
         return table[status]
+    if 300 <= status < 400 and status != 304:
+        return ds.RedirectError  # a read follows only 307/308 with a Location, never these
     return ds.ServerError if 500 <= status < 600 else ds.UnexpectedStatusError
 
 

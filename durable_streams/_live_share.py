@@ -73,10 +73,6 @@ class SharedPolls:
         self._fetch = fetch
         self._polls: dict[_Key, _Poll] = {}
 
-    def __len__(self) -> int:
-        """How many polls are in flight."""
-        return len(self._polls)
-
     async def poll(self, url: str, params: Mapping[str, str]) -> Response:
         """The answer to this long-poll: the one in flight for the same question, or a new one.
 

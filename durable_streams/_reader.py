@@ -502,11 +502,10 @@ class StreamReader:
             return
         finally:
             idle.stop()
-        self._drop_body()
         await self._read_failed(_silent_for(idle.limit, self._stream.url))
 
     def _idle_timer(self) -> SilenceTimer | None:
-        """The reader's one timer on the wait for a live answer (None: no live_idle)."""
+        """The reader's one timer on a long-poll's wait (None: no live_idle)."""
         if self._idle is None:
             limit = self._stream.session.timeout.live_idle
             if limit is None:

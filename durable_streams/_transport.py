@@ -196,6 +196,14 @@ class Transport:
         self._watched_timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect)
         self._options = _request_options(limits, writes=False)
         self._write_options = _request_options(limits, writes=True)
+        # An owned session gets the options as its own defaults: each request then states
+        # only what has no default (fewer keyword arguments per request, the hot path).
+        self._client_defaults: dict[str, Any] = {}
+        defaults = dict(self._write_options)
+        per_request = {"allow_redirects": defaults.pop("allow_redirects")}
+        if self._owns and defaults.keys() <= _SESSION_PARAMETERS:
+            self._client_defaults = defaults
+            self._options = self._write_options = per_request
         self.requests = 0
 
     @property
@@ -208,15 +216,7 @@ class Transport:
             raise ResourceClosedError("the session is closed")
         if self._client is None:
             connector = aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0)
-            # The options as the session's own defaults: each request then states only
-            # what has no default (fewer keyword arguments per request, the hot path).
-            defaults = _request_options(self.limits, writes=True)
-            per_request = {"allow_redirects": defaults.pop("allow_redirects")}
-            if defaults.keys() <= _SESSION_PARAMETERS:
-                self._client = aiohttp.ClientSession(connector=connector, **defaults)
-                self._options = self._write_options = per_request
-            else:
-                self._client = aiohttp.ClientSession(connector=connector)
+            self._client = aiohttp.ClientSession(connector=connector, **self._client_defaults)
             # aiohttp silently resends an idempotent request once when a kept-alive
             # connection turns out closed; the retry budget must see every request.
             if hasattr(self._client, "_retry_connection"):

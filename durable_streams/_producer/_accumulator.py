@@ -111,27 +111,7 @@ class Accumulator:
 
     def add(self, data: bytes) -> Receipt:
         """Buffer one encoded message (it must fit); the receipt of its batch."""
-        batch = self._open
-        size = len(data)
-        # On JSON streams every message after the first adds a comma.
-        added = size + 1 if self._framing and batch is not None and batch.count else size
-        if batch is not None and (
-            batch.size + added > self._max_batch_bytes
-            or (self._max_batch_items is not None and batch.count >= self._max_batch_items)
-        ):
-            self.seal()
-            batch = None
-        if batch is None:
-            batch = self._open = self._new_batch()
-            added = size
-            self._wakeup.set()
-        batch.parts.append(data)
-        batch.size += added
-        batch.data_bytes += size
-        batch.count += 1
-        self.buffered_bytes += size
-        self.buffered_messages += 1
-        return batch.receipt
+        return self.add_group(data, 1, len(data))
 
     def holds_group(self, size: int, count: int) -> bool:
         """Whether one batch (and the buffer) may hold a group of ``count`` messages whole."""
@@ -151,6 +131,7 @@ class Accumulator:
         limit = self._max_batch_items
         batch = self._open
         length = len(joined)
+        # On JSON streams every message after the first adds a comma.
         added = length + 1 if self._framing and batch is not None and batch.count else length
         if batch is not None and (
             batch.size + added > self._max_batch_bytes
